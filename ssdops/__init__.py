@@ -1,0 +1,51 @@
+"""ssdops: sparse sub-diagonal stencil operators for diffusion imaging, on any array-API library.
+
+Grids are the last two axes ``(..., H, W)``; leading axes are batch axes. Pixel ``(i, j)`` is matrix
+index ``i * W + j``. See the README for a tour and the table of the public API.
+"""
+from . import diffusivity
+from .analysis import is_symmetric, row_sums, smoothing_level, spectral_radius, spectrum, split_zero_mean
+from .diffusion import heat, perona_malik
+from .explicit import explicit_step, stable_dt
+from .implicit import ConvergenceError, ConvergenceWarning, implicit_step, select_method
+from .metrics import add_noise, psnr, relative_l2
+from .operators import divergence, divergence_form, gradient, laplacian, ssd_from_filters
+from .sparse import from_scipy, to_scipy
+from .ssd import SSD, identity
+from .stencils import FIVE_POINT, NINE_POINT
+from .testing import dot_test
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FIVE_POINT",
+    "NINE_POINT",
+    "SSD",
+    "ConvergenceError",
+    "ConvergenceWarning",
+    "add_noise",
+    "diffusivity",
+    "divergence",
+    "divergence_form",
+    "dot_test",
+    "explicit_step",
+    "from_scipy",
+    "gradient",
+    "heat",
+    "identity",
+    "implicit_step",
+    "is_symmetric",
+    "laplacian",
+    "perona_malik",
+    "psnr",
+    "relative_l2",
+    "row_sums",
+    "select_method",
+    "smoothing_level",
+    "spectral_radius",
+    "spectrum",
+    "split_zero_mean",
+    "ssd_from_filters",
+    "stable_dt",
+    "to_scipy",
+]

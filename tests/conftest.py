@@ -1,0 +1,83 @@
+"""Shared fixtures: one ``xp`` fixture over every installed array library.
+
+References are always built in NumPy / scipy.sparse (float64); the code under test runs in
+the namespace given by ``xp``. ``to_numpy`` brings results back for comparison.
+"""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+NAMESPACES = ("numpy", "array_api_strict", "torch", "jax")
+
+
+def _load(name):
+    import array_api_compat
+
+    if name == "numpy":
+        import numpy
+
+        return array_api_compat.array_namespace(numpy.empty(0))
+    if name == "array_api_strict":
+        xps = pytest.importorskip("array_api_strict")
+        return xps
+    if name == "torch":
+        torch = pytest.importorskip("torch")
+        return array_api_compat.array_namespace(torch.empty(0))
+    if name == "jax":
+        jax = pytest.importorskip("jax")
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy as jnp
+
+        return jnp
+    raise ValueError(name)
+
+
+@pytest.fixture(params=NAMESPACES)
+def xp(request):
+    """The array namespace under test (numpy, array_api_strict, torch, jax with x64)."""
+    return _load(request.param)
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype_name(request):
+    return request.param
+
+
+def to_numpy(x):
+    """Any supported array -> NumPy (host copy; for comparisons in tests only)."""
+    if hasattr(x, "detach"):  # torch
+        return x.detach().cpu().numpy()
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        return x.get()
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x)
+    return np.from_dlpack(x)
+
+
+def asarray(xp, a, dtype_name="float64"):
+    """NumPy array -> namespace ``xp`` with the named dtype."""
+    return xp.asarray(np.asarray(a, dtype=dtype_name))
+
+
+def tolerance(dtype_name):
+    """(rtol, atol) suited to the dtype, for results of O(1) magnitude."""
+    return (1e-5, 1e-5) if dtype_name == "float32" else (1e-11, 1e-12)
