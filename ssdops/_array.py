@@ -83,34 +83,56 @@ def zeros(xp, shape, like):
     return xp.zeros(shape, dtype=like.dtype, device=device(like))
 
 
-def shift_axis(xp, x, step, axis):
-    """``y[..., i, ...] = x[..., i + step, ...]`` along ``axis`` (-1 or -2), zero outside the array."""
-    n = x.shape[axis]
-    if step == 0:
-        return x
-    pad_shape = list(x.shape)
-    pad_shape[axis] = min(abs(step), n)
-    pad = zeros(xp, tuple(pad_shape), x)
-    if abs(step) >= n:
-        return pad
-    if axis == -2:
-        kept = x[..., step:, :] if step > 0 else x[..., :step, :]
-    else:
-        kept = x[..., step:] if step > 0 else x[..., :step]
-    parts = [kept, pad] if step > 0 else [pad, kept]
-    return xp.concat(parts, axis=axis)
+def _axis_window(n, step):
+    """Along an axis of length ``n``: the slice of pixels ``i`` whose neighbour ``i + step`` is inside,
+    the slice of those neighbours, and how many pixels lie before and after the first slice."""
+    lo = min(max(0, -step), n)
+    hi = max(n - max(0, step), lo)
+    return slice(lo, hi), slice(lo + step, hi + step) if hi > lo else slice(0, 0), (lo, n - hi)
+
+
+def embed(xp, values, pads):
+    """Surround ``values`` with zeros: ``pads = ((before, after) rows, (before, after) columns)``."""
+    for axis, (before, after) in zip((-2, -1), pads):
+        parts = []
+        for count in (before, after):
+            shape = list(values.shape)
+            shape[axis] = count
+            parts.append(zeros(xp, tuple(shape), values) if count else None)
+        if parts[0] is not None or parts[1] is not None:
+            values = xp.concat([p for p in (parts[0], values, parts[1]) if p is not None], axis=axis)
+    return values
+
+
+def neighbour_window(grid_shape, offset):
+    """Index tuples ``(pixels, neighbours)`` over the pixels whose neighbour at ``offset`` is in the grid,
+    and the zero padding that puts an image of those pixels back on the grid (for :func:`embed`).
+
+    Working on these windows, never on out-of-grid products, keeps a value that points outside the grid
+    out of every result, even an inf or NaN (``inf * 0`` would be NaN).
+    """
+    (rows, rows_n, pad_rows), (cols, cols_n, pad_cols) = (
+        _axis_window(n, step) for n, step in zip(grid_shape, offset)
+    )
+    return (..., rows, cols), (..., rows_n, cols_n), (pad_rows, pad_cols)
 
 
 def shift(xp, x, offset):
     """``y[..., i, j] = x[..., i + dy, j + dx]``, zero where that pixel is outside the grid."""
-    dy, dx = offset
-    return shift_axis(xp, shift_axis(xp, x, dy, -2), dx, -1)
+    _, neighbours, pads = neighbour_window(tuple(x.shape[-2:]), offset)
+    return embed(xp, x[neighbours], pads)
 
 
-def in_grid_mask(xp, grid_shape, offset, like):
-    """1 where pixel (i, j) has its neighbour (i + dy, j + dx) inside the grid, else 0 (dtype of like)."""
-    ones = xp.ones(grid_shape, dtype=like.dtype, device=device(like))
-    return shift(xp, ones, offset)
+def zero_outside(xp, x, offset):
+    """``x`` where the pixel's neighbour at ``offset`` is inside the grid, exactly 0 elsewhere."""
+    pixels, _, pads = neighbour_window(tuple(x.shape[-2:]), offset)
+    return embed(xp, x[pixels], pads)
+
+
+def shifted_product(xp, d, u, offset):
+    """``y[..., p] = d[..., p] * u[..., p + offset]`` for in-grid neighbours, 0 elsewhere (broadcasting)."""
+    pixels, neighbours, pads = neighbour_window(tuple(u.shape[-2:]), offset)
+    return embed(xp, d[pixels] * u[neighbours], pads)
 
 
 def sum_over_grid(xp, x):

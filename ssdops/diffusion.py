@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ._array import is_traced, namespace, to_numpy
+from ._array import is_traced, to_numpy
 from .diffusivity import resolve
 from .explicit import explicit_step
 from .implicit import implicit_step

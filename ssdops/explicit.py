@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ._array import in_grid_mask, is_traced, namespace, to_numpy
+from ._array import is_traced, namespace, to_numpy, zero_outside
 from .stencils import CENTRE
 
 __all__ = ["explicit_step", "stable_dt", "check_stable_dt"]
@@ -27,7 +27,7 @@ def stable_dt(op):
     for k, o in enumerate(op.offsets):
         if o == CENTRE:
             continue
-        d = op.diagonals[..., k, :, :] * in_grid_mask(xp, op.grid_shape, o, op.diagonals)
+        d = zero_outside(xp, op.diagonals[..., k, :, :], o)
         m = xp.min(d)
         worst_offdiag = m if worst_offdiag is None else xp.minimum(worst_offdiag, m)
     if worst_offdiag is not None and float(to_numpy(worst_offdiag)) < 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from array_api_compat import device
 
-from ._array import in_grid_mask, like_namespace, namespace, shift, zeros
+from ._array import like_namespace, namespace, shift, zero_outside, zeros
 from .ssd import SSD
 from .stencils import FIVE_POINT
 
@@ -105,8 +105,8 @@ def divergence_form(gamma, *, bc="neumann", ghost_gamma=None):
         before = faces[..., :n, :] if axis == -2 else faces[..., :n]  # face towards the previous pixel
         after = faces[..., 1:, :] if axis == -2 else faces[..., 1:]  # face towards the next pixel
         # Canonical form: no coefficient for a neighbour outside the grid (the ghost has u = 0).
-        diagonals[(-dy, -dx)] = before * in_grid_mask(xp, (H, W), (-dy, -dx), gamma)
-        diagonals[(dy, dx)] = after * in_grid_mask(xp, (H, W), (dy, dx), gamma)
+        diagonals[(-dy, -dx)] = zero_outside(xp, before, (-dy, -dx))
+        diagonals[(dy, dx)] = zero_outside(xp, after, (dy, dx))
         axis_centre = before + after
         centre = axis_centre if centre is None else centre + axis_centre
     diagonals[(0, 0)] = -centre
@@ -138,7 +138,7 @@ def _forward_difference(xp, u, offset, bc):
     """``u[p + offset] - u[p]``; across the boundary 0 (neumann) or taken against the zero ghost."""
     diff = shift(xp, u, offset) - u
     if bc == "neumann":
-        diff = diff * in_grid_mask(xp, tuple(u.shape[-2:]), offset, u)
+        diff = zero_outside(xp, diff, offset)
     return diff
 
 
@@ -176,7 +176,7 @@ def divergence(p, *, bc="neumann"):
     for k, (_, offset) in enumerate(_AXES):
         pk = p[..., k, :, :]
         if bc == "neumann":
-            pk = pk * in_grid_mask(xp, tuple(p.shape[-2:]), offset, p)
+            pk = zero_outside(xp, pk, offset)
         # gradient_k = M (S - I), so -gradient_k^T p = M p - S^T M p, S^T a zero-filled shift back.
         term = pk - shift(xp, pk, (-offset[0], -offset[1]))
         out = term if out is None else out + term

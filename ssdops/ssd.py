@@ -17,7 +17,7 @@ import numbers
 
 from array_api_compat import device
 
-from ._array import fast_path, namespace, shift
+from ._array import embed, fast_path, namespace, neighbour_window, shift, shifted_product
 from .stencils import FIVE_POINT
 
 __all__ = ["SSD", "identity"]
@@ -196,19 +196,24 @@ def transpose_diagonals(xp, diagonals, offsets):
 
 
 def apply_generic(xp, diagonals, offsets, u):
-    """Reference apply: one zero-filled shift per offset."""
+    """Reference apply: ``sum_k d_k(p) u(p + o_k)`` over in-grid neighbours, one product per offset.
+
+    Products are formed only where the neighbour is in the grid, so values of ``d_k`` that point outside
+    (not entries of the matrix) never reach the result, even when they are not finite.
+    """
     out = None
     for k, o in enumerate(offsets):
-        term = diagonals[..., k, :, :] * shift(xp, u, o)
+        term = shifted_product(xp, diagonals[..., k, :, :], u, o)
         out = term if out is None else out + term
     return out
 
 
 def apply_transpose_generic(xp, diagonals, offsets, u):
-    """Reference transposed apply: ``sum_k shift(d_k * u, -o_k)``."""
+    """Reference transposed apply: ``y(q) = sum_k d_k(q - o_k) u(q - o_k)`` over in-grid ``q - o_k``."""
     out = None
     for k, (dy, dx) in enumerate(offsets):
-        term = shift(xp, diagonals[..., k, :, :] * u, (-dy, -dx))
+        _, sources, pads = neighbour_window(tuple(u.shape[-2:]), (-dy, -dx))
+        term = embed(xp, diagonals[..., k, :, :][sources] * u[sources], pads)
         out = term if out is None else out + term
     return out
 

@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -81,3 +82,58 @@ def asarray(xp, a, dtype_name="float64"):
 def tolerance(dtype_name):
     """(rtol, atol) suited to the dtype, for results of O(1) magnitude."""
     return (1e-5, 1e-5) if dtype_name == "float32" else (1e-11, 1e-12)
+
+
+def is_jax(xp):
+    return "jax" in getattr(xp, "__name__", "")
+
+
+def run_property(xp, strategy, body, *, jax_strategy=None):
+    """Run ``body(example)`` over hypothesis examples of ``strategy`` (the loaded profile's count).
+
+    Eager JAX compiles every operation anew for each new shape (about 0.5 s an example against
+    milliseconds once cached), so under JAX ``jax_strategy`` (the same values over a small fixed set
+    of shapes) replaces ``strategy`` when given, and a third of the examples run.
+    """
+    n = settings.default.max_examples
+    if is_jax(xp):
+        n = max(4, n // 3)
+        strategy = strategy if jax_strategy is None else jax_strategy
+
+    @settings(max_examples=n, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(strategy)
+    def run(example):
+        body(example)
+
+    run()
+
+
+def property_check(xp, *strategies, fixed=()):
+    """Decorator: run the body now as a property over ``st.tuples(*strategies)``; under JAX over the
+    argument tuples ``fixed`` (when given)."""
+
+    def deco(body):
+        run_property(xp, st.tuples(*strategies), lambda args: body(*args),
+                     jax_strategy=st.sampled_from(fixed) if fixed else None)
+        return body
+
+    return deco
+
+
+def property_test(jax_space, **strategies):
+    """Decorator: a test ``(xp)`` running ``body(xp, **example)`` over the keyword ``strategies``; under
+    JAX the keywords present in ``jax_space`` draw from it instead (a few fixed shapes)."""
+
+    def decorate(body):
+        def test(xp):
+            jax_space_here = {**strategies, **{k: v for k, v in jax_space.items() if k in strategies}}
+            run_property(xp, st.fixed_dictionaries(strategies), lambda kw: body(xp, **kw),
+                         jax_strategy=st.fixed_dictionaries(jax_space_here))
+
+        test.__name__ = test.__qualname__ = body.__name__
+        test.__module__ = body.__module__
+        test.__doc__ = body.__doc__
+        return test
+
+    return decorate

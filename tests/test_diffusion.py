@@ -8,13 +8,12 @@ import array_api_compat
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.sparse.linalg import LaplacianNd, expm_multiply, spsolve
 from scipy.special import ive
 
 import ssdops
-from conftest import asarray, to_numpy
+from conftest import asarray, property_check, to_numpy
 
 BCS = ("neumann", "dirichlet")
 
@@ -24,28 +23,6 @@ BCS = ("neumann", "dirichlet")
 # ----------------------------------------------------------------------------------------------
 def is_numpy(xp):
     return array_api_compat.is_numpy_namespace(xp)
-
-
-def property_check(xp, *strategies):
-    """Run the decorated body as a hypothesis property; fewer examples off NumPy (per-shape compiles)."""
-    n = settings.default.max_examples
-    if not is_numpy(xp):
-        n = max(4, n // 4)
-
-    def deco(body):
-        @settings(
-            max_examples=n,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        )
-        @given(st.tuples(*strategies))
-        def inner(args):
-            body(*args)
-
-        inner()
-        return body
-
-    return deco
 
 
 def rel_err(a, b):
@@ -63,7 +40,13 @@ def expm_ref(A, T, u):
     u = np.asarray(u, dtype=np.float64)
     H, W = u.shape[-2:]
     flat = u.reshape(-1, H * W).T  # (N, batch)
-    out = expm_multiply(T * sp.csc_matrix(A), flat)
+    if T < 1e-6:  # expm_multiply divides by zero for tiny T; Taylor to T^3 is exact to ~1e-22 here
+        term, out = flat, flat.copy()
+        for k in (1, 2, 3):
+            term = (T / k) * (A @ term)
+            out = out + term
+    else:
+        out = expm_multiply(T * sp.csc_matrix(A), flat)
     return out.T.reshape(u.shape)
 
 
@@ -160,7 +143,7 @@ def image(rng, shape):
 def test_heat_exact_vs_expm_multiply(xp, bc):
     rng = np.random.default_rng(0)
 
-    @property_check(xp, shapes_ge2, st.floats(0.0, 2.0))
+    @property_check(xp, shapes_ge2, st.floats(0.0, 2.0), fixed=[((3, 4), 0.7), ((2, 5), 1.3)])
     def _(shape, T):
         u0 = rng.standard_normal((2,) + tuple(shape))
         out = ssdops.heat(asarray(xp, u0), T, bc=bc, method="exact")
@@ -175,7 +158,7 @@ def test_heat_exact_vs_expm_multiply(xp, bc):
 @pytest.mark.parametrize("bc", BCS)
 def test_heat_exact_float32(xp, bc):
     rng = np.random.default_rng(1)
-    shape = (6, 5)
+    shape = (6, 7)
     u0 = rng.uniform(size=shape)
     x = asarray(xp, u0, "float32")
     out = ssdops.heat(x, 0.7, bc=bc, method="exact")
@@ -185,7 +168,7 @@ def test_heat_exact_float32(xp, bc):
 
 
 @pytest.mark.parametrize("bc", BCS)
-@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (5, 1), (1, 2)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (1, 2)])
 def test_heat_exact_thin_grids(xp, bc, shape):
     """On a length-1 axis ours is the exact exponential of ssdops' own operator (zero row sums
     under Neumann, where scipy's LaplacianNd differs)."""
@@ -219,7 +202,7 @@ def _neumann_1d(n):
 
 def test_heat_exact_conserves_mass_neumann(xp):
     rng = np.random.default_rng(3)
-    u0 = rng.uniform(size=(3, 7, 6))
+    u0 = rng.uniform(size=(3, 6, 7))
     out = to_numpy(ssdops.heat(asarray(xp, u0), 1.3, bc="neumann"))
     np.testing.assert_allclose(out.sum(axis=(-2, -1)), u0.sum(axis=(-2, -1)), rtol=1e-12)
     # and smooths: the variation shrinks
@@ -349,14 +332,14 @@ def test_stable_dt_special_cases():
 
 def test_explicit_step(xp, dtype_name):
     rng = np.random.default_rng(9)
-    u = rng.standard_normal((2, 5, 6))
-    op = ssdops.laplacian((5, 6), bc="dirichlet", like=asarray(xp, u, dtype_name))
-    A = scipy_lap((5, 6), "dirichlet")
+    u = rng.standard_normal((3, 6, 7))
+    op = ssdops.laplacian((6, 7), bc="dirichlet", like=asarray(xp, u, dtype_name))
+    A = scipy_lap((6, 7), "dirichlet")
     ux = asarray(xp, u, dtype_name)
     tol = 1e-5 if dtype_name == "float32" else 1e-13
     for dt, check in [(0.2, True), (0.25, True), (0.3, False)]:
         out = to_numpy(ssdops.explicit_step(ux, op, dt, check_stable=check))
-        ref = u + dt * (A @ u.reshape(2, -1).T).T.reshape(u.shape)
+        ref = u + dt * (A @ u.reshape(3, -1).T).T.reshape(u.shape)
         np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
     with pytest.raises(ValueError):
         ssdops.explicit_step(ux, op, 0.3, check_stable=True)
@@ -369,7 +352,7 @@ def test_perona_malik_authors_generator(xp):
     """perona_malik(u, steps=4, dt=0.1, lam=0.2, bc='dirichlet', ghost_gamma=0.0) is the authors'
     STL-10 data generator."""
     rng = np.random.default_rng(10)
-    for shape in [(9, 11), (12, 12)]:
+    for shape in [(6, 7), (9, 11)]:
         u0 = image(rng, shape)
         out = ssdops.perona_malik(asarray(xp, u0), steps=4, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=0.0)
         ref = pm_reference(u0, steps=4, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=0.0)
@@ -384,7 +367,7 @@ def test_perona_malik_authors_generator(xp):
 def test_perona_malik_dirichlet_ghost_values(xp, ghost):
     """Default ghost_gamma=None is the textbook operator (ghost gamma = edge gamma)."""
     rng = np.random.default_rng(11)
-    u0 = image(rng, (8, 10))
+    u0 = image(rng, (6, 7))
     kw = {} if ghost is None else {"ghost_gamma": ghost}
     out = ssdops.perona_malik(asarray(xp, u0), steps=4, dt=0.1, lam=0.2, bc="dirichlet", **kw)
     ref = pm_reference(u0, steps=4, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=ghost)
@@ -393,7 +376,7 @@ def test_perona_malik_dirichlet_ghost_values(xp, ghost):
 
 def test_perona_malik_neumann(xp):
     rng = np.random.default_rng(12)
-    u0 = image(rng, (9, 8))
+    u0 = image(rng, (6, 7))
     out = to_numpy(ssdops.perona_malik(asarray(xp, u0), steps=5, dt=0.2, lam=0.3))  # bc defaults to neumann
     ref = pm_reference(u0, steps=5, dt=0.2, lam=0.3, bc="neumann", ghost_gamma=None)
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
@@ -421,7 +404,7 @@ def test_perona_malik_hypothesis_shapes():
 @pytest.mark.parametrize("bc,ghost", [("neumann", None), ("dirichlet", 0.0)])
 def test_perona_malik_batched(xp, bc, ghost):
     rng = np.random.default_rng(14)
-    u0 = image(rng, (3, 7, 8))
+    u0 = image(rng, (3, 6, 7))
     kw = {} if bc == "neumann" else {"ghost_gamma": ghost}
     out = to_numpy(ssdops.perona_malik(asarray(xp, u0), steps=4, dt=0.1, lam=0.2, bc=bc, **kw))
     assert out.shape == u0.shape
@@ -432,7 +415,7 @@ def test_perona_malik_batched(xp, bc, ghost):
 
 def test_perona_malik_float32(xp):
     rng = np.random.default_rng(15)
-    u0 = image(rng, (8, 9))
+    u0 = image(rng, (6, 7))
     x = asarray(xp, u0, "float32")
     out = ssdops.perona_malik(x, steps=4, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=0.0)
     assert out.dtype == x.dtype
@@ -444,7 +427,7 @@ def test_perona_malik_float32(xp):
 @pytest.mark.parametrize("bc,ghost", [("neumann", None), ("dirichlet", 0.0)])
 def test_perona_malik_other_diffusivities(xp, name, bc, ghost):
     rng = np.random.default_rng(16)
-    u0 = image(rng, (7, 8))
+    u0 = image(rng, (6, 7))
     lam = 1.0 if name == "total_variation" else 0.2  # keep gamma <= 1 so dt = 0.1 is stable
     kw = {} if bc == "neumann" else {"ghost_gamma": ghost}
     out = ssdops.perona_malik(asarray(xp, u0), steps=3, dt=0.1, lam=lam, diffusivity=name, bc=bc, **kw)
@@ -464,7 +447,7 @@ def test_perona_malik_linear_is_explicit_heat():
 @pytest.mark.parametrize("bc,ghost", [("neumann", None), ("dirichlet", None), ("dirichlet", 0.0)])
 def test_perona_malik_semi_implicit(xp, bc, ghost):
     rng = np.random.default_rng(18)
-    u0 = image(rng, (7, 9))
+    u0 = image(rng, (6, 7))
     kw = {} if bc == "neumann" else {"ghost_gamma": ghost}
     for dt in (0.1, 2.0):  # 2.0 is far above the explicit limit: the semi-implicit scheme takes it
         out = ssdops.perona_malik(asarray(xp, u0), steps=3, dt=dt, lam=0.2, bc=bc, scheme="semi-implicit", **kw)
@@ -491,7 +474,7 @@ def test_perona_malik_errors():
 
 def test_perona_malik_unstable_dt(xp):
     """A flat image has gamma = 1: the explicit limit is 0.25 (interior centre -4)."""
-    u0 = np.full((6, 6), 0.5)
+    u0 = np.full((6, 7), 0.5)
     x = asarray(xp, u0)
     with pytest.raises(ValueError):
         ssdops.perona_malik(x, steps=2, dt=0.3, lam=0.2)
@@ -500,7 +483,7 @@ def test_perona_malik_unstable_dt(xp):
     np.testing.assert_allclose(out, pm_reference(u0, steps=2, dt=0.3, lam=0.2, bc="neumann", ghost_gamma=None), atol=1e-13)
     ssdops.perona_malik(x, steps=2, dt=0.3, lam=0.2, scheme="semi-implicit")
     # a non-flat Dirichlet image under the authors' arguments: the check uses each step's operator
-    u1 = np.random.default_rng(20).uniform(size=(6, 6))
+    u1 = np.random.default_rng(20).uniform(size=(6, 7))
     ssdops.perona_malik(asarray(xp, u1), steps=4, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=0.0)
 
 

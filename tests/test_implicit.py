@@ -566,3 +566,35 @@ def test_enough_iterations_do_not_warn():
         warnings.simplefilter("error")
         x = ssdops.implicit_step(u, op, 50.0, method="cg", on_failure="warn")
     assert residuals(d_np, offs, u_np, 50.0, x) <= 1e-11
+
+
+@pytest.mark.parametrize("method", ["cg", "bicgstab"])
+def test_unconverged_result_is_never_silent(xp, method):
+    """Stop the solver a little short of tol (residual between tol and 10 tol): the caller must still be
+    told. The iteration count is found with NumPy; whatever the namespace's solver reaches with it,
+    a returned residual above tol must come with a ConvergenceWarning."""
+    kind = "div_neumann" if method == "cg" else "nonsym5"
+    tol = 1e-8
+    op_np, d_np, offs, u_np, _ = _hard_system(np, kind)
+    dt = 5.0
+    k_window = None
+    for k in range(1, 200):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            x = ssdops.implicit_step(u_np, op_np, dt, method=method, tol=tol, maxiter=k,
+                                     on_failure="warn")
+        r = residuals(d_np, offs, u_np, dt, x)
+        if 1.5 * tol < r < 9 * tol:
+            k_window = k
+            break
+        if r <= tol:
+            break
+    assert k_window is not None, "no iteration count lands between tol and 10 tol"
+    op, d_np, offs, u_np, u = _hard_system(xp, kind)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        x = ssdops.implicit_step(u, op, dt, method=method, tol=tol, maxiter=k_window,
+                                 on_failure="warn")
+    r = residuals(d_np, offs, u_np, dt, to_numpy(x))
+    warned = any(issubclass(w.category, ssdops.ConvergenceWarning) for w in rec)
+    assert warned or r <= tol, (k_window, r)

@@ -10,12 +10,11 @@ import array_api_compat
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.sparse.linalg import LaplacianNd
 
 import ssdops
-from conftest import asarray, to_numpy, tolerance
+from conftest import asarray, property_check, to_numpy, tolerance
 
 BCS = ("neumann", "dirichlet")
 
@@ -96,28 +95,6 @@ def dense_of(op, shape, xp, dtype_name="float64"):
     return cols.T.astype(np.float64)
 
 
-def property_check(xp, *strategies):
-    """Run the decorated body as a hypothesis property; fewer examples off NumPy (per-shape compiles)."""
-    n = settings.default.max_examples
-    if not is_numpy(xp):
-        n = max(4, n // 4)
-
-    def deco(body):
-        @settings(
-            max_examples=n,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-        )
-        @given(st.tuples(*strategies))
-        def inner(args):
-            body(*args)
-
-        inner()
-        return body
-
-    return deco
-
-
 sides_ge2 = st.integers(2, 7)
 sides_any = st.integers(1, 7)
 shapes_ge2 = st.tuples(sides_ge2, sides_ge2)
@@ -133,7 +110,7 @@ def random_gamma(rng, shape, lo=0.1, hi=2.0):
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bc", BCS)
 def test_laplacian_equals_scipy_laplaciannd(xp, bc):
-    @property_check(xp, shapes_ge2, st.sampled_from(["float32", "float64"]))
+    @property_check(xp, shapes_ge2, st.sampled_from(["float32", "float64"]), fixed=[((3, 4), "float64"), ((2, 5), "float32")])
     def _(shape, dtype_name):
         like = asarray(xp, np.zeros((1, 1)), dtype_name)
         op = ssdops.laplacian(shape, bc=bc, like=like)
@@ -163,7 +140,7 @@ def test_laplacian_to_scipy_matches_laplaciannd(bc):
 
 @pytest.mark.parametrize("bc", BCS)
 def test_laplacian_equals_divergence_form_of_ones(xp, bc):
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         ones = asarray(xp, np.ones(shape))
         A = dense_of(ssdops.laplacian(shape, bc=bc, like=ones), shape, xp)
@@ -174,14 +151,14 @@ def test_laplacian_equals_divergence_form_of_ones(xp, bc):
 
 
 def test_neumann_laplacian_zero_row_sums_all_grids(xp):
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         ones = asarray(xp, np.ones(shape))
         op = ssdops.laplacian(shape, bc="neumann", like=ones)
         np.testing.assert_array_equal(to_numpy(op @ ones), np.zeros(shape))
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (6, 1), (1, 2), (2, 1)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (1, 2), (2, 1)])
 def test_neumann_zero_row_sums_thin_grids(xp, shape):
     rng = np.random.default_rng(0)
     ones = asarray(xp, np.ones(shape))
@@ -199,7 +176,7 @@ def test_neumann_zero_row_sums_thin_grids(xp, shape):
 def test_neumann_divergence_form_zero_row_sums_random_gamma(xp):
     rng = np.random.default_rng(1)
 
-    @property_check(xp, shapes_any, st.sampled_from(["float32", "float64"]))
+    @property_check(xp, shapes_any, st.sampled_from(["float32", "float64"]), fixed=[((3, 4), "float64"), ((1, 5), "float32")])
     def _(shape, dtype_name):
         gamma = asarray(xp, random_gamma(rng, (2,) + tuple(shape)), dtype_name)
         ones = asarray(xp, np.ones(shape), dtype_name)
@@ -211,7 +188,7 @@ def test_neumann_divergence_form_zero_row_sums_random_gamma(xp):
 
 def test_dirichlet_row_sums_are_minus_boundary_faces():
     """Non-trivial check of the ghost faces: row sum = -(sum of boundary-face diffusivities)."""
-    shape = (4, 5)
+    shape = (3, 4)
     A = dense_of(ssdops.laplacian(shape, bc="dirichlet"), shape, np)
     n_boundary_faces = np.zeros(shape)
     n_boundary_faces[0, :] += 1
@@ -258,7 +235,7 @@ GHOSTS = [None, 0.0, 0.7]
 def test_divergence_form_dirichlet_against_assembly(xp, ghost):
     rng = np.random.default_rng(2)
 
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         g = random_gamma(rng, shape)
         op = ssdops.divergence_form(asarray(xp, g), bc="dirichlet", ghost_gamma=ghost)
@@ -270,7 +247,7 @@ def test_divergence_form_dirichlet_against_assembly(xp, ghost):
 def test_divergence_form_neumann_against_assembly(xp):
     rng = np.random.default_rng(3)
 
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         g = random_gamma(rng, shape)
         A = dense_of(ssdops.divergence_form(asarray(xp, g), bc="neumann"), shape, xp)
@@ -292,7 +269,7 @@ def test_divergence_form_ghost_conventions_explicit_values():
 @pytest.mark.parametrize("bc,ghost", [("neumann", None), ("dirichlet", None), ("dirichlet", 0.0), ("dirichlet", 0.7)])
 def test_divergence_form_symmetric(xp, bc, ghost):
     rng = np.random.default_rng(4)
-    shape = (4, 6)
+    shape = (3, 4)
     g = asarray(xp, random_gamma(rng, shape))
     kw = {} if bc == "neumann" else {"ghost_gamma": ghost}
     op = ssdops.divergence_form(g, bc=bc, **kw)
@@ -309,7 +286,7 @@ def test_divergence_form_symmetric(xp, bc, ghost):
 @pytest.mark.parametrize("bc,ghost", [("neumann", None), ("dirichlet", None), ("dirichlet", 0.0), ("dirichlet", 0.3)])
 def test_divergence_form_batched(xp, dtype_name, bc, ghost):
     rng = np.random.default_rng(5)
-    shape = (5, 4)
+    shape = (3, 4)
     g = random_gamma(rng, (3,) + shape)
     u = rng.standard_normal((3,) + shape)
     kw = {} if bc == "neumann" else {"ghost_gamma": ghost}
@@ -329,7 +306,7 @@ def test_divergence_form_batched(xp, dtype_name, bc, ghost):
 @pytest.mark.parametrize("bc", BCS)
 def test_divergence_form_float32(xp, bc):
     rng = np.random.default_rng(6)
-    shape = (4, 5)
+    shape = (3, 4)
     g = random_gamma(rng, shape)
     op = ssdops.divergence_form(asarray(xp, g, "float32"), bc=bc)
     assert op.dtype == asarray(xp, g, "float32").dtype
@@ -357,7 +334,7 @@ def test_divergence_form_bad_bc_names_supported(bad):
 def test_gradient_against_forward_differences(xp, bc):
     rng = np.random.default_rng(7)
 
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         u = rng.standard_normal((2,) + tuple(shape))
         g = to_numpy(ssdops.gradient(asarray(xp, u), bc=bc))
@@ -382,7 +359,7 @@ def test_gradient_explicit_small_case():
 def test_divergence_against_minus_gradient_transpose(xp, bc):
     rng = np.random.default_rng(8)
 
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         p = rng.standard_normal((2,) + tuple(shape))
         d = to_numpy(ssdops.divergence(asarray(xp, p), bc=bc))
@@ -395,17 +372,18 @@ def test_divergence_against_minus_gradient_transpose(xp, bc):
 @pytest.mark.parametrize("bc", BCS)
 def test_divergence_gradient_dot_test(xp, dtype_name, bc):
     rng = np.random.default_rng(9)
-    shape = (5, 6)
+    shape = (3, 4)
     x = asarray(xp, rng.standard_normal(shape), dtype_name)
     y = asarray(xp, rng.standard_normal((2,) + shape), dtype_name)
     forward = lambda u: ssdops.gradient(u, bc=bc)
     adjoint = lambda p: -ssdops.divergence(p, bc=bc)
     rel = float(ssdops.dot_test(forward, adjoint, x, y))
-    assert 0.0 <= rel <= (1e-5 if dtype_name == "float32" else 1e-12)
+    # float32: the inner products of a 12-pixel grid cancel; 1e-4 is dot_test's own float32 default
+    assert 0.0 <= rel <= (1e-4 if dtype_name == "float32" else 1e-12)
     # the same identity, computed here without dot_test
     lhs = np.vdot(to_numpy(forward(x)).astype(np.float64), to_numpy(y).astype(np.float64))
     rhs = np.vdot(to_numpy(x).astype(np.float64), to_numpy(adjoint(y)).astype(np.float64))
-    np.testing.assert_allclose(lhs, rhs, rtol=1e-5 if dtype_name == "float32" else 1e-12)
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-4 if dtype_name == "float32" else 1e-12)
 
 
 def test_dot_test_detects_wrong_adjoint():
@@ -420,7 +398,7 @@ def test_dot_test_detects_wrong_adjoint():
 def test_divergence_of_gradient_is_neumann_laplacian(xp):
     rng = np.random.default_rng(11)
 
-    @property_check(xp, shapes_any)
+    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         u = rng.standard_normal((3,) + tuple(shape))
         ux = asarray(xp, u)
@@ -447,7 +425,7 @@ CLOSED_FORMS = {
 @pytest.mark.parametrize("name", sorted(CLOSED_FORMS))
 def test_diffusivity_closed_forms(xp, dtype_name, name):
     rng = np.random.default_rng(12)
-    s2 = rng.uniform(0.0, 2.0, size=(2, 4, 5))
+    s2 = rng.uniform(0.0, 2.0, size=(2, 3, 4))
     s2[0, 0, 0] = 0.0
     f = getattr(ssdops.diffusivity, name)
     for lam in (0.2, 1.0, 3.5):

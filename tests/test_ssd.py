@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import asarray, to_numpy, tolerance
+from conftest import asarray, property_test as shared_property_test, to_numpy, tolerance
 
 import ssdops
 
@@ -32,41 +31,9 @@ JAX_SPACE = {
 }
 
 
-def _is_jax(xp):
-    return "jax" in getattr(xp, "__name__", "")
-
-
 def property_test(jax_space=None, **strategies):
-    """A hypothesis property test over ``strategies``, run once per ``xp`` namespace.
-
-    Eager JAX compiles every operation anew for every new shape (about 0.5 s per example, against
-    milliseconds once cached), so under JAX the shape-defining strategies are replaced by a small
-    fixed set (``JAX_SPACE``, overridable by ``jax_space``) and a third of the examples run. The
-    values (seeds, dtypes, scalars) stay random. Other namespaces get the full profile.
-    """
-
-    def decorate(body):
-        def test(xp):
-            space = dict(strategies)
-            n = settings.default.max_examples
-            if _is_jax(xp):
-                space.update({k: v for k, v in JAX_SPACE.items() if k in space})
-                space.update(jax_space or {})
-                n = max(4, n // 3)
-
-            @settings(max_examples=n, suppress_health_check=[HealthCheck.too_slow])
-            @given(**space)
-            def run(**kw):
-                body(xp, **kw)
-
-            run()
-
-        test.__name__ = test.__qualname__ = body.__name__
-        test.__module__ = body.__module__
-        test.__doc__ = body.__doc__
-        return test
-
-    return decorate
+    """``conftest.property_test`` with this file's fixed JAX shapes (``JAX_SPACE``, then ``jax_space``)."""
+    return shared_property_test({**JAX_SPACE, **(jax_space or {})}, **strategies)
 
 # (diagonals batch shape, u batch shape): every pair broadcasts.
 BATCH_PAIRS = [
@@ -242,8 +209,9 @@ def test_apply_matches_sparse_matrix(xp, grid, offsets, dtype_name, seed, batche
     assert_close(op.matvec(u_x), expected, dtype_name, scale=len(offsets))
 
 
-@pytest.mark.parametrize("grid", [(1, 1), (1, 6), (6, 1), (2, 2), (3, 5)])
-@pytest.mark.parametrize("offsets", [FIVE, NINE, ((0, 3), (-3, 0), (2, -2), (0, 0))],
+# (grids and offsets shared with JAX_SPACE: eager JAX reuses the compiled shapes)
+@pytest.mark.parametrize("grid", [(1, 1), (1, 5), (5, 1), (2, 2), (3, 4)])
+@pytest.mark.parametrize("offsets", [FIVE, NINE, WIDE],
                          ids=["five", "nine", "wide"])
 def test_apply_and_transpose_degenerate_grids(xp, dtype_name, grid, offsets):
     op, d, u_x, u = make_case(xp, grid, offsets, dtype_name, seed=hash((grid, offsets)) % 2**32)
@@ -263,6 +231,23 @@ def test_apply_ignores_values_pointing_outside_the_grid(xp):
     out = to_numpy(op @ asarray(xp, u))
     np.testing.assert_array_equal(out, np.zeros(grid))
     assert sp.csr_matrix(ssdops.to_scipy(op)).count_nonzero() == 0
+
+
+@pytest.mark.parametrize("garbage", [np.inf, np.nan], ids=["inf", "nan"])
+def test_apply_ignores_non_finite_values_pointing_outside_the_grid(xp, garbage):
+    # "Values of a diagonal at pixels whose neighbour is outside the grid are IGNORED by apply":
+    # to_scipy drops them, so apply must agree with that matrix even when they are not finite
+    # (e.g. a filter network's output that overflowed on the border).
+    grid = (3, 4)
+    rng = np.random.default_rng(2)
+    d = rng.uniform(-1, 1, (9,) + grid)
+    d = np.where(in_grid_mask(NINE, grid), d, garbage)
+    op = ssdops.SSD(asarray(xp, d), NINE)
+    u = rng.uniform(-1, 1, grid)
+    A = assemble(np.where(in_grid_mask(NINE, grid), d, 0.0), NINE, grid)
+    assert_dense_equal(ssdops.to_scipy(op), A)
+    assert_close(op @ asarray(xp, u), (A @ u.ravel()).reshape(grid), "float64", scale=9)
+    assert_close(op.T @ asarray(xp, u), (A.T @ u.ravel()).reshape(grid), "float64", scale=9)
 
 
 def test_apply_known_laplacian(xp):
