@@ -5,8 +5,8 @@ index ``i * W + j``. See the README for a tour and the table of the public API.
 """
 from . import diffusivity
 from .analysis import is_symmetric, row_sums, smoothing_level, spectral_radius, spectrum, split_zero_mean
-from .diffusion import heat, perona_malik
-from .explicit import explicit_step, stable_dt
+from .diffusion import heat, perona_malik, perona_malik_step
+from .explicit import explicit_step, filter_step, stable_dt
 from .implicit import ConvergenceError, ConvergenceWarning, implicit_step, select_method
 from .metrics import add_noise, psnr, relative_l2
 from .operators import divergence, divergence_form, gradient, laplacian, ssd_from_filters
@@ -29,6 +29,7 @@ __all__ = [
     "divergence_form",
     "dot_test",
     "explicit_step",
+    "filter_step",
     "from_scipy",
     "gradient",
     "heat",
@@ -37,6 +38,7 @@ __all__ = [
     "is_symmetric",
     "laplacian",
     "perona_malik",
+    "perona_malik_step",
     "psnr",
     "relative_l2",
     "row_sums",

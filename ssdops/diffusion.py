@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import math
 
-from ._array import is_traced, to_numpy
-from .diffusivity import resolve
+import numpy as np
+
+from ._array import fast_path, is_traced, to_numpy
+from .diffusivity import name_of, resolve
 from .explicit import explicit_step
 from .implicit import implicit_step
 from .operators import backward_gradient_norm2, check_bc, check_image, divergence_form, laplacian
 from .spectral import apply_laplacian_function
 
-__all__ = ["heat", "perona_malik"]
+__all__ = ["heat", "perona_malik", "perona_malik_step"]
 
 HEAT_METHODS = ("exact", "explicit", "implicit")
 PM_SCHEMES = ("explicit", "semi-implicit")
@@ -116,12 +118,57 @@ def perona_malik(
         raise ValueError(f"steps must be a non-negative integer, got {steps}")
     if check_finite and not is_traced(u0) and not bool(to_numpy(xp.all(xp.isfinite(u0)))):
         raise ValueError("u0 contains NaN or inf (pass check_finite=False to skip this check)")
+    step = perona_malik_step if scheme == "explicit" else _semi_implicit_step
+    options = dict(check_stable=check_stable) if scheme == "explicit" else dict(tol=tol, maxiter=maxiter)
     u = u0
     for _ in range(int(steps)):
-        gamma = g(backward_gradient_norm2(xp, u, bc), lam)
-        op = divergence_form(gamma, bc=bc, ghost_gamma=ghost_gamma)
-        if scheme == "explicit":
-            u = explicit_step(u, op, dt, check_stable=check_stable)
-        else:
-            u = implicit_step(u, op, dt, method="cg", tol=tol, maxiter=maxiter)
+        u = step(u, dt=dt, lam=lam, diffusivity=g, bc=bc, ghost_gamma=ghost_gamma, **options)
     return u
+
+
+def _diffusivity_field(xp, u, lam, g, bc, ghost_gamma):
+    return divergence_form(g(backward_gradient_norm2(xp, u, bc), lam), bc=bc, ghost_gamma=ghost_gamma)
+
+
+def _semi_implicit_step(u, *, dt, lam, diffusivity, bc, ghost_gamma, tol, maxiter):
+    xp = check_image(u)
+    op = _diffusivity_field(xp, u, lam, diffusivity, bc, ghost_gamma)
+    return implicit_step(u, op, dt, method="cg", tol=tol, maxiter=maxiter)
+
+
+def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", bc="neumann", ghost_gamma=None,
+                      check_stable=True):
+    r"""One explicit Perona-Malik step :math:`u + \Delta t\,L(g(|\nabla u|^2))\,u` (see :func:`perona_malik`,
+    which checks its arguments once and calls this ``steps`` times).
+
+    A backend may fuse the step into one kernel for a named diffusivity. With ``check_stable`` the step
+    raises ValueError above :func:`ssdops.stable_dt` of this step's operator; when ``dt`` is below the
+    data-independent bound :math:`1 / (4 \max(g(0), \gamma_{ghost}))` (every named diffusivity decreases
+    in :math:`s^2`) that check cannot fail and the operator is never formed.
+
+    >>> import numpy as np, ssdops
+    >>> u = np.zeros((4, 4)); u[1:3, 1:3] = 1.0
+    >>> v = ssdops.perona_malik_step(u, dt=0.1, lam=0.2)
+    >>> bool(np.allclose(v, ssdops.perona_malik(u, steps=1, dt=0.1, lam=0.2)))
+    True
+    """
+    xp = check_image(u)
+    name = name_of(diffusivity)
+    if check_stable and not _surely_stable(name, dt, lam, ghost_gamma):
+        op = _diffusivity_field(xp, u, lam, resolve(diffusivity), bc, ghost_gamma)
+        return explicit_step(u, op, dt, check_stable=True)
+    fast = fast_path("perona_malik_step", xp) if name is not None else None
+    if fast is not None:
+        return fast(u, dt, lam, name, bc, ghost_gamma)
+    return explicit_step(u, _diffusivity_field(xp, u, lam, resolve(diffusivity), bc, ghost_gamma), dt)
+
+
+def _surely_stable(name, dt, lam, ghost_gamma):
+    """Whether ``dt`` is below the stability limit of every operator the named diffusivity can give."""
+    if name is None or any(is_traced(v) for v in (dt, lam, ghost_gamma)):
+        return False
+    largest = resolve(name)(np.zeros(1), float(to_numpy(lam) if hasattr(lam, "shape") else lam))[0]
+    if ghost_gamma is not None:
+        largest = max(largest, float(ghost_gamma))
+    dt = float(to_numpy(dt)) if hasattr(dt, "shape") else float(dt)
+    return 4.0 * dt * largest <= 1.0

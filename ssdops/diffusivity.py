@@ -50,6 +50,14 @@ _BY_NAME = {
 }
 
 
+def name_of(diffusivity):
+    """The name of a built-in diffusivity (given by name or as the function), else ``None``."""
+    if isinstance(diffusivity, str):
+        resolve(diffusivity)
+        return diffusivity
+    return next((name for name, f in _BY_NAME.items() if f is diffusivity), None)
+
+
 def resolve(diffusivity):
     """A diffusivity by name, or the callable itself."""
     if callable(diffusivity):

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 
-from ._array import is_traced, namespace, to_numpy, zero_outside
+from ._array import fast_path, is_traced, namespace, to_numpy, zero_outside
 from .stencils import CENTRE
 
-__all__ = ["explicit_step", "stable_dt", "check_stable_dt"]
+__all__ = ["explicit_step", "filter_step", "stable_dt", "check_stable_dt"]
 
 
 def stable_dt(op):
@@ -67,3 +67,26 @@ def explicit_step(u, op, dt, *, check_stable=False):
     if check_stable:
         check_stable_dt(op, dt)
     return u + dt * (op @ u)
+
+
+def filter_step(u, zeta, dt):
+    r"""DiffNet's update :math:`u + W_{dt}(\zeta)\,u` (paper eq. 4.7), fused where a backend has a kernel.
+
+    Equal to ``explicit_step(u, ssd_from_filters(zeta), dt)``: ``zeta`` is ``(..., 5, H, W)`` in the paper's
+    order (up, left, down, right, centre), ``u`` is ``(..., H, W)`` and ``dt`` a Python number or a 0-d array
+    (learnable). No stability check: a learned operator need not be non-negative.
+
+    >>> import numpy as np, ssdops
+    >>> u = np.arange(6.0).reshape(2, 3); zeta = np.ones((5, 2, 3))
+    >>> bool(np.allclose(ssdops.filter_step(u, zeta, 0.1),
+    ...                  ssdops.explicit_step(u, ssdops.ssd_from_filters(zeta), 0.1)))
+    True
+    """
+    from .operators import ssd_from_filters
+
+    op = ssd_from_filters(zeta, dt)
+    xp = op._check_image(u)
+    fast = fast_path("filter_step", xp)
+    if fast is not None:
+        return fast(u, zeta, dt)
+    return u + op @ u
