@@ -222,8 +222,11 @@ class LinearDiffusionNet(eqx.Module):
 
 
 def count_parameters(model):
-    """Number of scalar parameters (inexact array leaves)."""
-    return sum(int(x.size) for x in jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_inexact_array)))
+    """Number of scalar parameters (floating array leaves; also works on ``jax.eval_shape`` skeletons)."""
+    def is_param(x):
+        return isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+    return sum(int(x.size) for x in jax.tree_util.tree_leaves(eqx.filter(model, is_param)))
 
 
 def build_model(config, *, key=None):

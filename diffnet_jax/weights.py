@@ -88,7 +88,7 @@ def write_safetensors(tensors, path, metadata):
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=directory)
     os.close(fd)
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp, metadata=metadata)
+        save_file({k: np.array(v, order="C", copy=True) for k, v in tensors.items()}, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -124,4 +124,5 @@ def load_weights(path):
     """The model stored at ``path`` (written by this package or by ``diffnet_torch``)."""
     tensors, metadata = read_weights(path)
     config = config_from_metadata(metadata, path)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith("adam.")}   # a training checkpoint
     return load_state_dict(build_model(config), tensors)

@@ -1,0 +1,239 @@
+"""diffnet_jax: models, the shared weight format, equivalence with diffnet_torch, training and the CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+eqx = pytest.importorskip("equinox")
+pytest.importorskip("optax")
+pytest.importorskip("safetensors")
+
+import jax.numpy as jnp  # noqa: E402
+from safetensors.numpy import save_file  # noqa: E402
+
+import diffnet_jax  # noqa: E402
+import ssdops  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rand(shape, seed=0):
+    return np.random.default_rng(seed).random(shape, dtype=np.float64).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+
+
+def test_parameter_counts():
+    key = jax.random.PRNGKey(0)
+    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(key=key)) == 101_310
+    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(n_layers=3, key=key)) == 60_786
+    # the paper's per-layer formula: 9(32 + 32*5 + 32^2 (K-2)) + 32(K-1) + 5 + 1
+    for K in (2, 3, 5):
+        per_layer = 9 * (32 + 32 * 5 + 32 * 32 * (K - 2)) + 32 * (K - 1) + 5 + 1
+        model = diffnet_jax.DiffNet(n_layers=2, depth=K, key=key)
+        assert diffnet_jax.count_parameters(model) == 2 * per_layer
+    lin = diffnet_jax.LinearDiffusionNet((7, 9), n_layers=3, key=key)
+    assert diffnet_jax.count_parameters(lin) == 3 * (5 * 7 * 9 + 1)
+
+
+def test_parameters_are_float32_even_with_x64():
+    jax.config.update("jax_enable_x64", True)
+    try:
+        model = diffnet_jax.DiffNet(n_layers=2, key=jax.random.PRNGKey(0))
+        lin = diffnet_jax.LinearDiffusionNet((6, 6), n_layers=2)
+        for leaf in jax.tree_util.tree_leaves(eqx.filter((model, lin), eqx.is_array)):
+            assert leaf.dtype == jnp.float32
+        x = jnp.asarray(_rand((2, 1, 6, 6)), dtype=jnp.float64)   # cast at the boundary
+        assert model(x).dtype == jnp.float32 and lin(x).dtype == jnp.float32
+    finally:
+        jax.config.update("jax_enable_x64", False)
+
+
+def _shift0(u, dy, dx):
+    """v[..., i, j] = u[..., i + dy, j + dx], zero outside (explicit zero-filled shift)."""
+    H, W = u.shape[-2:]
+    p = jnp.pad(u, [(0, 0)] * (u.ndim - 2) + [(1, 1), (1, 1)])
+    return p[..., 1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W]
+
+
+def _conv_ref(x, w, b):
+    """Cross-correlation with zero padding by explicit shifts: out[o] = b[o] + sum_{c,a,b} w[o,c,a,b] x[c, i+a-1, j+b-1]."""
+    out = jnp.zeros((x.shape[0], w.shape[0]) + x.shape[2:], jnp.float32) + b[None, :, None, None]
+    for a in range(3):
+        for c in range(3):
+            xs = _shift0(x, a - 1, c - 1)
+            out = out + jnp.einsum("oi,nihw->nohw", w[:, :, a, c], xs, precision="highest")
+    return out
+
+
+def test_trace_matches_independent_computation():
+    model = diffnet_jax.DiffNet(n_layers=3, depth=3, width=8, key=jax.random.PRNGKey(3))
+    # non-trivial dt per layer
+    model = eqx.tree_at(lambda m: [l.dt for l in m.layers], model,
+                        [jnp.asarray(v, jnp.float32) for v in (0.2, -0.1, 0.35)])
+    u0 = jnp.asarray(_rand((2, 1, 10, 12), seed=1))
+    records = model.trace(u0)
+    assert len(records) == 3
+    u = u0
+    for layer, rec in zip(model.layers, records):
+        assert set(rec) == {"input", "zeta", "dt", "output"}
+        np.testing.assert_array_equal(rec["input"], u)
+        x = u
+        convs = layer.estimator.convs
+        for j, conv in enumerate(convs):
+            x = _conv_ref(x, conv.weight, conv.bias)
+            if j < len(convs) - 1:
+                x = jnp.maximum(x, 0.0)
+        zeta = x
+        np.testing.assert_allclose(rec["zeta"], zeta, rtol=1e-5, atol=1e-5)
+        v = u[:, 0]
+        z = zeta
+        # paper order: up, left, down, right, centre; W_dt = dt [z1 up; z2 left, -z5, z4 right; z3 down]
+        Wu = (z[:, 0] * _shift0(v, -1, 0) + z[:, 1] * _shift0(v, 0, -1) + z[:, 2] * _shift0(v, 1, 0)
+              + z[:, 3] * _shift0(v, 0, 1) - z[:, 4] * v)
+        out = (v + layer.dt * Wu)[:, None]
+        assert float(rec["dt"]) == float(layer.dt)
+        np.testing.assert_allclose(rec["output"], out, rtol=1e-5, atol=1e-5)
+        u = rec["output"]
+    np.testing.assert_allclose(model(u0), jnp.maximum(u, 0.0), rtol=1e-6, atol=1e-7)
+    no_relu = diffnet_jax.DiffNet(n_layers=3, depth=3, width=8, final_relu=False, key=jax.random.PRNGKey(3))
+    np.testing.assert_allclose(no_relu(u0), no_relu.trace(u0)[-1]["output"])
+
+
+def test_conv_is_torch_cross_correlation():
+    torch = pytest.importorskip("torch")
+    conv = diffnet_jax.Conv2d(3, 4, 3, key=jax.random.PRNGKey(0))
+    x = _rand((2, 3, 7, 5))
+    tconv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    with torch.no_grad():
+        tconv.weight.copy_(torch.tensor(np.asarray(conv.weight)))
+        tconv.bias.copy_(torch.tensor(np.asarray(conv.bias)))
+        ref = tconv(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(conv(jnp.asarray(x)), ref, rtol=1e-5, atol=1e-6)
+    # initialisation law of torch.nn.Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    big = diffnet_jax.Conv2d(32, 32, 3, key=jax.random.PRNGKey(1))
+    bound = 1 / np.sqrt(32 * 9)
+    assert float(jnp.max(jnp.abs(big.weight))) <= bound and float(jnp.max(jnp.abs(big.weight))) > 0.9 * bound
+
+
+def test_linear_network_semantics():
+    grid = (6, 7)
+    model = diffnet_jax.LinearDiffusionNet(grid, n_layers=2)
+    lap = ssdops.divergence_form(np.ones(grid), bc="neumann").diagonals
+    for layer in model.layers:
+        np.testing.assert_array_equal(layer.diagonals, lap.astype(np.float32))
+        assert float(layer.dt) == pytest.approx(0.2)
+    u = _rand((3, 1) + grid, seed=2)
+    A = ssdops.to_scipy(ssdops.laplacian(grid, bc="neumann")).toarray()
+    v = u.reshape(3, -1).astype(np.float64).T
+    for _ in range(2):
+        v = v + 0.2 * A @ v
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(u))).reshape(3, -1), v.T, rtol=1e-5, atol=1e-6)
+
+
+def test_jit_and_grad():
+    model = diffnet_jax.DiffNet(n_layers=2, depth=3, width=4, key=jax.random.PRNGKey(0))
+    x = jnp.asarray(_rand((2, 1, 8, 8)))
+
+    @eqx.filter_jit
+    @eqx.filter_grad
+    def g(m):
+        return jnp.mean(m(x) ** 2)
+
+    grads = g(model)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(grads))
+    assert float(jnp.abs(grads.layers[0].dt)) > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# weights
+
+
+def _expected_names(n_layers, depth):
+    names = set()
+    for k in range(n_layers):
+        names.add(f"layers.{k}.dt")
+        for j in range(depth):
+            names |= {f"layers.{k}.estimator.convs.{j}.weight", f"layers.{k}.estimator.convs.{j}.bias"}
+    return names
+
+
+def test_state_dict_names_and_shapes():
+    model = diffnet_jax.DiffNet(n_layers=2, depth=4, width=32, key=jax.random.PRNGKey(0))
+    sd = diffnet_jax.state_dict(model)
+    assert set(sd) == _expected_names(2, 4)
+    assert sd["layers.1.dt"].shape == () and sd["layers.1.dt"].dtype == np.float32
+    assert sd["layers.0.estimator.convs.0.weight"].shape == (32, 1, 3, 3)
+    assert sd["layers.0.estimator.convs.1.weight"].shape == (32, 32, 3, 3)
+    assert sd["layers.0.estimator.convs.3.weight"].shape == (5, 32, 3, 3)
+    assert sd["layers.0.estimator.convs.3.bias"].shape == (5,)
+    lin = diffnet_jax.state_dict(diffnet_jax.LinearDiffusionNet((4, 5), n_layers=2))
+    assert set(lin) == {"layers.0.diagonals", "layers.0.dt", "layers.1.diagonals", "layers.1.dt"}
+    assert lin["layers.0.diagonals"].shape == (5, 4, 5)
+
+
+@pytest.mark.parametrize("kind", ["diffnet", "linear"])
+def test_save_load_round_trip(tmp_path, kind):
+    if kind == "diffnet":
+        model = diffnet_jax.DiffNet(n_layers=2, depth=3, width=8, final_relu=False, key=jax.random.PRNGKey(5))
+    else:
+        model = diffnet_jax.LinearDiffusionNet((8, 8), n_layers=2)
+        model = eqx.tree_at(lambda m: m.layers[1].diagonals, model,
+                            jnp.asarray(_rand((5, 8, 8), seed=9)))
+    path = tmp_path / "w.safetensors"
+    diffnet_jax.save_weights(model, path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata()
+    assert meta["format"] == "ssdops-diffnet/1"
+    assert json.loads(meta["config"]) == model.config
+    loaded = diffnet_jax.load_weights(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    x = jnp.asarray(_rand((2, 1, 8, 8), seed=4))
+    np.testing.assert_array_equal(loaded(x), model(x))
+    for (a, b) in zip(jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)),
+                      jax.tree_util.tree_leaves(eqx.filter(loaded, eqx.is_array))):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_load_hand_written_file(tmp_path):
+    """A file written with safetensors.numpy directly, by the documented names (what diffnet_torch writes)."""
+    rng = np.random.default_rng(0)
+    n_layers, depth, width = 2, 3, 6
+    chans = [1] + [width] * (depth - 1) + [5]
+    tensors = {}
+    for k in range(n_layers):
+        tensors[f"layers.{k}.dt"] = np.asarray(0.1 * (k + 1), np.float32)
+        for j in range(depth):
+            tensors[f"layers.{k}.estimator.convs.{j}.weight"] = rng.standard_normal(
+                (chans[j + 1], chans[j], 3, 3)).astype(np.float32) * 0.1
+            tensors[f"layers.{k}.estimator.convs.{j}.bias"] = rng.standard_normal(chans[j + 1]).astype(np.float32) * 0.1
+    config = {"model": "diffnet", "n_layers": n_layers, "depth": depth, "width": width, "final_relu": True}
+    path = tmp_path / "hand.safetensors"
+    save_file(tensors, str(path), metadata={"format": "ssdops-diffnet/1", "config": json.dumps(config)})
+    model = diffnet_jax.load_weights(path)
+    assert model.config == config
+    sd = diffnet_jax.state_dict(model)
+    assert set(sd) == set(tensors)
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(sd[name], value)
+    assert float(model.layers[1].dt) == pytest.approx(0.2)
+    # wrong format, missing tensor
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata={"format": "other", "config": json.dumps(config)})
+    with pytest.raises(ValueError, match="format"):
+        diffnet_jax.load_weights(tmp_path / "bad.safetensors")
+    del tensors["layers.1.dt"]
+    save_file(tensors, str(tmp_path / "miss.safetensors"),
+              metadata={"format": "ssdops-diffnet/1", "config": json.dumps(config)})
+    with pytest.raises(KeyError, match="layers.1.dt"):
+        diffnet_jax.load_weights(tmp_path / "miss.safetensors")
