@@ -39,7 +39,7 @@ def test_parameter_counts():
     # the paper's per-layer formula: 9(32 + 32*5 + 32^2 (K-2)) + 32(K-1) + 5 + 1
     for K in (2, 3, 5):
         per_layer = 9 * (32 + 32 * 5 + 32 * 32 * (K - 2)) + 32 * (K - 1) + 5 + 1
-        model = diffnet_jax.DiffNet(n_layers=2, depth=K, key=key)
+        model = eqx.filter_eval_shape(diffnet_jax.DiffNet, n_layers=2, depth=K, key=key)  # shapes only
         assert diffnet_jax.count_parameters(model) == 2 * per_layer
     lin = diffnet_jax.LinearDiffusionNet((7, 9), n_layers=3, key=key)
     assert diffnet_jax.count_parameters(lin) == 3 * (5 * 7 * 9 + 1)
@@ -237,3 +237,102 @@ def test_load_hand_written_file(tmp_path):
               metadata={"format": "ssdops-diffnet/1", "config": json.dumps(config)})
     with pytest.raises(KeyError, match="layers.1.dt"):
         diffnet_jax.load_weights(tmp_path / "miss.safetensors")
+
+
+# --------------------------------------------------------------------------------------------------
+# equivalence with diffnet_torch (same weight files, same outputs, same gradients)
+
+
+def _torch_or_skip():
+    torch = pytest.importorskip("torch")
+    try:
+        import diffnet_torch
+    except ImportError:
+        pytest.skip("diffnet_torch is not available")
+    return torch, diffnet_torch
+
+
+def _torch_model(diffnet_torch, torch, kind):
+    torch.manual_seed(0)
+    if kind == "diffnet":
+        model = diffnet_torch.DiffNet(n_layers=2, depth=4, width=32)
+    else:
+        model = diffnet_torch.LinearDiffusionNet((12, 10), n_layers=3)
+    with torch.no_grad():   # move away from the initial values (dt, and the linear diagonals)
+        for name, p in model.named_parameters():
+            if name.endswith("dt"):
+                p.uniform_(0.05, 0.3)
+            elif name.endswith("diagonals"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def _jax_model(kind):
+    if kind == "diffnet":
+        model = diffnet_jax.DiffNet(n_layers=2, depth=4, width=32, key=jax.random.PRNGKey(7))
+        return eqx.tree_at(lambda m: [l.dt for l in m.layers], model,
+                           [jnp.asarray(v, jnp.float32) for v in (0.13, 0.27)])
+    model = diffnet_jax.LinearDiffusionNet((12, 10), n_layers=3)
+    rng = np.random.default_rng(3)
+    return eqx.tree_at(lambda m: [l.diagonals for l in m.layers], model,
+                       [l.diagonals + jnp.asarray(0.1 * rng.standard_normal((5, 12, 10)), jnp.float32)
+                        for l in model.layers])
+
+
+def _compare_outputs(torch_model, jax_model, torch):
+    x = _rand((3, 1, 12, 10), seed=11)
+    with torch.no_grad():
+        ref = torch_model(torch.tensor(x)).numpy()
+    out = np.asarray(jax_model(jnp.asarray(x)))
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * scale)
+    for rt, rj in zip(torch_model.trace(torch.tensor(x)), jax_model.trace(jnp.asarray(x))):
+        np.testing.assert_allclose(np.asarray(rj["output"]), rt["output"].detach().numpy(),
+                                   rtol=1e-5, atol=1e-5 * scale)
+
+
+def _compare_gradients(torch_model, jax_model, torch):
+    x = _rand((3, 1, 12, 10), seed=12)
+    y = _rand((3, 1, 12, 10), seed=13)
+    torch_model.zero_grad()
+    loss_t = torch.mean((torch_model(torch.tensor(x)) - torch.tensor(y)) ** 2)
+    loss_t.backward()
+    grads_t = {n: p.grad.numpy() for n, p in torch_model.named_parameters()}
+
+    def loss_fn(m):
+        return jnp.mean((m(jnp.asarray(x)) - jnp.asarray(y)) ** 2)
+
+    loss_j, grads = eqx.filter_value_and_grad(loss_fn)(jax_model)
+    np.testing.assert_allclose(float(loss_j), float(loss_t), rtol=1e-5)
+    grads_j = diffnet_jax.state_dict(grads)
+    assert set(grads_j) == set(grads_t)
+    for name, gt in grads_t.items():
+        gj = grads_j[name]
+        assert gj.shape == gt.shape, name
+        rel = np.linalg.norm(gj - gt) / max(np.linalg.norm(gt), 1e-30)
+        assert rel < 1e-4, (name, rel)
+        np.testing.assert_allclose(gj, gt, rtol=1e-4, atol=1e-4 * np.abs(gt).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["diffnet", "linear"])
+def test_torch_weights_in_jax(tmp_path, kind):
+    torch, diffnet_torch = _torch_or_skip()
+    tmodel = _torch_model(diffnet_torch, torch, kind)
+    path = tmp_path / "torch.safetensors"
+    diffnet_torch.save_weights(tmodel, path)
+    jmodel = diffnet_jax.load_weights(path)
+    assert jmodel.config == tmodel.config
+    _compare_outputs(tmodel, jmodel, torch)
+    _compare_gradients(tmodel, jmodel, torch)
+
+
+@pytest.mark.parametrize("kind", ["diffnet", "linear"])
+def test_jax_weights_in_torch(tmp_path, kind):
+    torch, diffnet_torch = _torch_or_skip()
+    jmodel = _jax_model(kind)
+    path = tmp_path / "jax.safetensors"
+    diffnet_jax.save_weights(jmodel, path)
+    tmodel = diffnet_torch.load_weights(path)
+    assert tmodel.config == jmodel.config
+    _compare_outputs(tmodel, jmodel, torch)
+    _compare_gradients(tmodel, jmodel, torch)
