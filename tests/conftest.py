@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -137,3 +138,21 @@ def property_test(jax_space, **strategies):
         return test
 
     return decorate
+
+
+def assemble(diagonals, offsets, grid_shape):
+    """Independent COO assembly of one unbatched SSD, diagonals ``(K, H, W)``: the CSR matrix with
+    ``A[p, p + o_k] = d_k(p)`` for in-grid neighbours, ``p = i*W + j`` (float64)."""
+    H, W = grid_shape
+    d = np.asarray(diagonals, dtype=np.float64)
+    assert d.shape == (len(offsets), H, W), (d.shape, offsets, grid_shape)
+    I, J = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    rows, cols, vals = [np.zeros(0, dtype=int)], [np.zeros(0, dtype=int)], [np.zeros(0)]
+    for k, (dy, dx) in enumerate(offsets):
+        ii, jj = I + dy, J + dx
+        m = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
+        rows.append((I * W + J)[m])
+        cols.append((ii * W + jj)[m])
+        vals.append(d[k][m])
+    n = H * W
+    return sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)).tocsr()

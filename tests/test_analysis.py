@@ -2,10 +2,9 @@
 import array_api_compat
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import strategies as st
 
-from conftest import asarray, property_test as shared_property_test, to_numpy, tolerance
+from conftest import asarray, assemble, property_test as shared_property_test, to_numpy, tolerance
 
 import ssdops
 
@@ -26,24 +25,6 @@ def property_test(jax_space=None, **strategies):
 
 
 # --------------------------------------------------------------------------- references
-
-
-def assemble(diags, offsets, grid_shape):
-    """Independent COO assembly: A[p, p + o_k] = d_k(p) for in-grid neighbours, p = i*W + j."""
-    H, W = grid_shape
-    diags = np.asarray(diags, dtype=np.float64)
-    I, J = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    rows, cols, vals = [], [], []
-    for k, (dy, dx) in enumerate(offsets):
-        ii, jj = I + dy, J + dx
-        m = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
-        rows.append((I * W + J)[m])
-        cols.append((ii * W + jj)[m])
-        vals.append(diags[k][m])
-    n = H * W
-    return sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-    ).tocsr()
 
 
 def rounded(a, dtype_name):

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ssdops
-from conftest import asarray, to_numpy
+from conftest import asarray, assemble, to_numpy
 
 FIVE = ((-1, 0), (0, -1), (1, 0), (0, 1), (0, 0))
 NINE = FIVE + ((-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -59,25 +59,6 @@ def xpn(request):
 
 
 # --------------------------------------------------------------------------- references
-def assemble(diagonals, offsets, grid_shape):
-    """Canonical scipy CSR matrix of one (unbatched) SSD given as numpy diagonals (K, H, W)."""
-    d = np.asarray(diagonals, dtype=np.float64)
-    H, W = grid_shape
-    assert d.shape == (len(offsets), H, W), (d.shape, offsets, grid_shape)
-    ii, jj = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    rows, cols, vals = [], [], []
-    for k, (dy, dx) in enumerate(offsets):
-        ni, nj = ii + dy, jj + dx
-        m = (ni >= 0) & (ni < H) & (nj >= 0) & (nj < W)
-        rows.append((ii * W + jj)[m])
-        cols.append((ni * W + nj)[m])
-        vals.append(d[k][m])
-    N = H * W
-    return sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(N, N)
-    ).tocsr()
-
-
 def reference_solve(diagonals, offsets, u, dt):
     """float64 spsolve of (I - dt A) x = u, per image; diagonals (..., K, H, W), u (..., H, W)."""
     d = np.asarray(diagonals, dtype=np.float64)

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from hypothesis import strategies as st
 
-from conftest import asarray, property_test as shared_property_test, to_numpy, tolerance
+from conftest import asarray, assemble, property_test as shared_property_test, to_numpy, tolerance
 
 import ssdops
 
@@ -47,29 +47,6 @@ BATCH_PAIRS = [
 
 
 # --------------------------------------------------------------------------- references
-
-
-def assemble(diags, offsets, grid_shape):
-    """Independent COO assembly of the SSD matrix of one unbatched (K, H, W) diagonal set."""
-    H, W = grid_shape
-    diags = np.asarray(diags, dtype=np.float64)
-    assert diags.shape == (len(offsets), H, W)
-    I, J = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    rows, cols, vals = [], [], []
-    for k, (dy, dx) in enumerate(offsets):
-        ii, jj = I + dy, J + dx
-        m = (ii >= 0) & (ii < H) & (jj >= 0) & (jj < W)
-        rows.append((I * W + J)[m])
-        cols.append((ii * W + jj)[m])
-        vals.append(diags[k][m])
-    n = H * W
-    if rows:
-        A = sp.coo_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
-        )
-    else:
-        A = sp.coo_matrix((n, n))
-    return A.tocsr()
 
 
 def assemble_loop(diags, offsets, grid_shape):
