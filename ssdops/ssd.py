@@ -103,19 +103,19 @@ class SSD:
     # --- application ----------------------------------------------------------------------------
     def matvec(self, u):
         r"""``(A u)[..., i, j] = sum_k d_k[..., i, j] u[..., i + dy_k, j + dx_k]`` (zero outside)."""
-        xp = self._check_image(u)
-        fast = fast_path("ssd_apply", xp)
-        if fast is not None:
-            return fast(self.diagonals, self.offsets, u)
-        return apply_generic(xp, self.diagonals, self.offsets, u)
+        return self._apply("ssd_apply", apply_generic, u)
 
     def rmatvec(self, u):
         r"""``A^T u``: ``sum_k shift(d_k u, -o_k)``, without forming the transposed diagonals."""
+        return self._apply("ssd_apply_transpose", apply_transpose_generic, u)
+
+    def _apply(self, name, generic, u):
+        """The backend's kernel ``name`` for ``u``'s namespace where one is registered, else ``generic``."""
         xp = self._check_image(u)
-        fast = fast_path("ssd_apply_transpose", xp)
+        fast = fast_path(name, xp)
         if fast is not None:
             return fast(self.diagonals, self.offsets, u)
-        return apply_transpose_generic(xp, self.diagonals, self.offsets, u)
+        return generic(xp, self.diagonals, self.offsets, u)
 
     def __matmul__(self, u):
         if isinstance(u, SSD):
