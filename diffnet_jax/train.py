@@ -162,8 +162,8 @@ class Trainer:
         self.batch = int(batch_size) * self.n_devices      # global batch
         self.optimizer = make_optimizer(lr, lr_final, total_steps)
         params, self.static = eqx.partition(model, eqx.is_inexact_array)
-        self.params = jax.device_put(params, self.replicated)
-        self.opt_state = jax.device_put(self.optimizer.init(params), self.replicated)
+        self.params = _put(params, self.replicated)      # own copies: the step donates its buffers
+        self.opt_state = _put(self.optimizer.init(params), self.replicated)
         static, optimizer = self.static, self.optimizer
 
         def loss_fn(p, x, y, w):
@@ -248,8 +248,13 @@ class Trainer:
             return jnp.asarray(int(step), dtype=adam.count.dtype)
 
         state = (adam._replace(count=count(), mu=mu, nu=nu), sched._replace(count=count()))
-        self.params = jax.device_put(params, self.replicated)
-        self.opt_state = jax.device_put(state, self.replicated)
+        self.params = _put(params, self.replicated)
+        self.opt_state = _put(state, self.replicated)
+
+
+def _put(tree, sharding):
+    """Fresh copies of ``tree``'s arrays placed with ``sharding`` (never aliasing the caller's buffers)."""
+    return jax.device_put(jax.tree_util.tree_map(lambda a: jnp.array(a, copy=True), tree), sharding)
 
 
 def _model_tensors(tensors):

@@ -114,14 +114,18 @@ def save_weights(model, path, *, extra_metadata=None):
 
 
 def config_from_metadata(metadata, path="<weights>"):
+    """The model config of a weights file, or of a training checkpoint (which names ``weights_format``)."""
     fmt = metadata.get("format")
+    if fmt == "ssdops-diffnet-checkpoint/1" and metadata.get("weights_format") == FORMAT:
+        fmt = FORMAT
     if fmt != FORMAT:
         raise ValueError(f"{path}: format {fmt!r}, expected {FORMAT!r}")
     return json.loads(metadata["config"])
 
 
 def load_weights(path):
-    """The model stored at ``path`` (written by this package or by ``diffnet_torch``)."""
+    """The model stored at ``path`` (written by this package or by ``diffnet_torch``; a training checkpoint
+    of either package also loads: its ``adam.*`` tensors are ignored)."""
     tensors, metadata = read_weights(path)
     config = config_from_metadata(metadata, path)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("adam.")}   # a training checkpoint

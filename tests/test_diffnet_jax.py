@@ -336,3 +336,121 @@ def test_jax_weights_in_torch(tmp_path, kind):
     assert tmodel.config == jmodel.config
     _compare_outputs(tmodel, jmodel, torch)
     _compare_gradients(tmodel, jmodel, torch)
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+
+TINY = ["--task", "deconvolution", "--data", "disks", "--image-size", "12", "--train-size", "10",
+        "--test-size", "4", "--epochs", "2", "--batch-size", "4", "--layers", "1", "--depth", "2",
+        "--width", "4", "--lr", "1e-2", "--lr-final", "1e-3", "--quiet"]
+
+
+def test_two_steps_lower_the_loss():
+    from diffnet_jax.train import Trainer
+
+    model = diffnet_jax.DiffNet(n_layers=1, depth=2, width=4, key=jax.random.PRNGKey(0))
+    x = _rand((4, 1, 12, 12), seed=20)
+    y = np.maximum(x - 0.3, 0.0).astype(np.float32)
+    trainer = Trainer(model, lr=1e-2, lr_final=1e-2, total_steps=2, batch_size=4)
+    before, _ = trainer.evaluate(x, y, batch=4)
+    xb, yb, wb = trainer.put_batch(x, y, np.arange(4), 4)
+    losses = [float(trainer.step(xb, yb, wb)[0]) for _ in range(2)]
+    after, _ = trainer.evaluate(x, y, batch=4)
+    assert losses[0] == pytest.approx(before, rel=1e-5)
+    assert losses[1] < losses[0] and after < before
+    assert trainer.step_count == 2
+
+
+def test_padded_batch_equals_short_batch():
+    """A short last batch is padded and masked: the same loss as the unpadded batch."""
+    from diffnet_jax.train import Trainer
+
+    model = diffnet_jax.DiffNet(n_layers=1, depth=2, width=4, key=jax.random.PRNGKey(1))
+    x = _rand((3, 1, 12, 12), seed=21)
+    y = _rand((3, 1, 12, 12), seed=22)
+    trainer = Trainer(model, lr=1e-3, lr_final=1e-3, total_steps=1, batch_size=4)
+    xb, yb, wb = trainer.put_batch(x, y, np.arange(3), 4)
+    assert np.asarray(wb).tolist() == [1.0, 1.0, 1.0, 0.0]
+    loss, _ = trainer.step(xb, yb, wb)
+    ref = float(jnp.mean((model(jnp.asarray(x)) - jnp.asarray(y)) ** 2))
+    assert float(loss) == pytest.approx(ref, rel=1e-5)
+
+
+def test_cli_train_evaluate_resume(tmp_path, capsys):
+    from diffnet_jax.cli import main
+    from ssdops import runs
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["train", *TINY, "--out", str(full)]) == 0
+    for name in ("config.json", "metrics.csv", "summary.json", "weights.safetensors", "checkpoint.safetensors"):
+        assert (full / name).exists(), name
+    summary = runs.read_summary(full)
+    assert summary["epochs"] == 2 and summary["parameters"] == 9 * 4 + 4 + 9 * 4 * 5 + 5 + 1
+    for key in ("best_test_psnr", "final_test_psnr", "seconds", "images_per_second", "config"):
+        assert summary[key] is not None, key
+    rows = runs.MetricsLog(full).rows
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert list(rows[0]) == list(runs.METRIC_COLUMNS)
+    assert rows[-1]["lr"] == pytest.approx(runs.lr_at(5, 6, 1e-2, 1e-3))
+
+    # interrupted after epoch 1, then resumed: the same numbers as the uninterrupted run
+    assert main(["train", *TINY, "--out", str(part), "--stop-after", "1"]) == 0
+    assert runs.read_summary(part)["stopped"] == "stop_after"
+    with pytest.raises(FileExistsError):
+        main(["train", *TINY, "--out", str(part)])
+    assert main(["train", "--out", str(part), "--resume", "--quiet"]) == 0
+    resumed = runs.MetricsLog(part).rows
+    assert [r["epoch"] for r in resumed] == [1, 2]
+    for a, b in zip(rows, resumed):
+        for col in ("train_loss", "test_loss", "train_psnr", "test_psnr", "lr"):
+            assert a[col] == pytest.approx(b[col], rel=1e-6), col
+    wa = diffnet_jax.state_dict(diffnet_jax.load_weights(full / "weights.safetensors"))
+    wb = diffnet_jax.state_dict(diffnet_jax.load_weights(part / "weights.safetensors"))
+    for name in wa:
+        np.testing.assert_allclose(wa[name], wb[name], rtol=1e-6, atol=1e-7)
+    # the checkpoint also loads as plain weights
+    diffnet_jax.load_weights(part / "checkpoint.safetensors")
+
+    capsys.readouterr()
+    assert main(["evaluate", str(full), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 4
+    assert result["mean_psnr"] == pytest.approx(runs.read_summary(full)["best_test_psnr"], rel=1e-4)
+
+
+def test_linear_model_trains(tmp_path):
+    from diffnet_jax.cli import main
+    from ssdops import runs
+
+    assert main(["train", *TINY, "--model", "linear", "--epochs", "1", "--out", str(tmp_path / "lin")]) == 0
+    model = diffnet_jax.load_weights(tmp_path / "lin" / "weights.safetensors")
+    assert isinstance(model, diffnet_jax.LinearDiffusionNet) and model.grid_shape == (12, 12)
+    assert runs.read_summary(tmp_path / "lin")["parameters"] == 5 * 144 + 1
+
+
+_SHARDED = textwrap.dedent("""
+    import json, sys
+    import jax
+    assert jax.device_count() == 2, jax.devices()
+    from diffnet_jax.train import train
+    base = dict(model="diffnet", task="deconvolution", data="disks", image_size=12, train_size=16,
+                test_size=6, epochs=2, lr=1e-2, lr_final=1e-3, layers=1, depth=2, width=4, progress=False)
+    two = train(dict(base, batch_size=4, devices=2, out=sys.argv[1] + "/two"), log=lambda *a: None)
+    one = train(dict(base, batch_size=8, devices=1, out=sys.argv[1] + "/one"), log=lambda *a: None)
+    print(json.dumps({"two": [two["world_size"], two["final_test_psnr"], two["best_test_loss"], two["steps"]],
+                      "one": [one["world_size"], one["final_test_psnr"], one["best_test_loss"], one["steps"]]}))
+""")
+
+
+def test_sharded_training_two_host_devices(tmp_path):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _SHARDED, str(tmp_path)], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["two"][0] == 2 and res["one"][0] == 1
+    assert res["two"][3] == res["one"][3] == 4            # global batch 8 both ways: 2 steps per epoch
+    # the same global batches: the same training up to reduction order
+    assert res["two"][1] == pytest.approx(res["one"][1], rel=1e-4)
+    assert res["two"][2] == pytest.approx(res["one"][2], rel=1e-4)
