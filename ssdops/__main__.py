@@ -1,0 +1,7 @@
+"""``python -m ssdops``: the ``ssdops`` command (see :mod:`ssdops.cli`)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":  # not when imported (for example by pytest's doctest collection)
+    sys.exit(main())
