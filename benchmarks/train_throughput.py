@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Training throughput of DiffNet: images/s of one training step (forward + backward + Adam update).
+
+Three implementations of the same model in one run, on the same inputs:
+
+- ``torch-eager``:   ``diffnet_torch.DiffNet``, ``torch.optim.Adam``, eager mode;
+- ``torch-compile``: the same model through ``torch.compile`` (if compilation fails the row says so and
+  the run goes on);
+- ``jax``:           ``diffnet_jax.DiffNet`` with ``diffnet_jax.train.Trainer``: one ``jax.jit``-compiled
+  step (optax Adam), parameters donated.
+
+The default is the paper's configuration: 5 layers (K = 4, 32 channels), 96 x 96 images, batch 16, float32.
+Each implementation first runs ``--warmup`` steps (compilation, allocator), then ``--repeats`` samples of
+``--steps`` steps each, ending every sample with a device synchronisation; the table shows the median.
+
+    python benchmarks/train_throughput.py --quick             # tiny sizes, seconds: does it all work?
+    python benchmarks/train_throughput.py                     # the paper's configuration
+    python benchmarks/train_throughput.py --json out.json     # also write the records (- for stdout)
+    python benchmarks/train_throughput.py --device cuda --frameworks jax,torch-eager
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+try:
+    import diffnet_jax  # noqa: F401
+except ImportError:  # run from a checkout without installing
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np
+
+FRAMEWORKS = ("torch-eager", "torch-compile", "jax")
+
+
+def _samples(run_steps, sync, *, warmup, repeats, steps):
+    for _ in range(warmup):
+        run_steps(1)
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_steps(steps)
+        sync()
+        times.append((time.perf_counter() - t0) / steps)
+    return times
+
+
+def bench_torch(x, y, args, *, compiled):
+    import torch
+
+    try:
+        import diffnet_torch
+    except ImportError as err:
+        return {"status": f"skipped: diffnet_torch not importable ({err})"}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device in ("cuda", "gpu") or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    torch.manual_seed(0)
+    model = diffnet_torch.DiffNet(n_layers=args.layers, depth=args.depth, width=args.width).to(device)
+    net = model
+    if compiled:
+        if not args.verbose:
+            import warnings
+
+            warnings.filterwarnings("ignore", message=".*Dynamo detected.*")
+        try:
+            net = torch.compile(model)
+        except Exception as err:  # noqa: BLE001
+            return {"status": f"failed: torch.compile: {type(err).__name__}: {err}", "device": str(device)}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    xb = torch.from_numpy(x).to(device)
+    yb = torch.from_numpy(y).to(device)
+
+    def run_steps(n):
+        for _ in range(n):
+            out = net(xb)
+            loss = torch.mean((out - yb) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    try:
+        run_steps(1)   # the first step (compilation for torch.compile)
+        sync()
+    except Exception as err:  # noqa: BLE001
+        if not compiled:
+            raise
+        msg = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+        return {"status": f"failed: torch.compile: {type(err).__name__}: {msg}", "device": str(device)}
+    first = time.perf_counter() - t0
+    times = _samples(run_steps, sync, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
+    return {"status": "ok", "device": str(device), "times": times, "first_step_seconds": first,
+            "version": torch.__version__}
+
+
+def bench_jax(x, y, args):
+    import jax
+
+    import diffnet_jax
+    from diffnet_jax.train import Trainer, select_devices
+
+    device = select_devices(args.device if args.device != "cuda" else "gpu", 1)[0]
+    model = diffnet_jax.DiffNet(n_layers=args.layers, depth=args.depth, width=args.width, key=jax.random.PRNGKey(0))
+    trainer = Trainer(model, lr=1e-4, lr_final=1e-4, total_steps=1, devices=[device], batch_size=len(x))
+    first = trainer.compile(x, y)
+    xb, yb, wb = trainer.put_batch(x, y, np.arange(len(x)), len(x))
+
+    def run_steps(n):
+        for _ in range(n):
+            trainer.step(xb, yb, wb)
+
+    def sync():
+        jax.block_until_ready(trainer.params)
+
+    times = _samples(run_steps, sync, warmup=args.warmup, repeats=args.repeats, steps=args.steps)
+    return {"status": "ok", "device": f"{device.platform}:{device.id}", "times": times,
+            "first_step_seconds": first, "version": jax.__version__}
+
+
+def run(args):
+    rng = np.random.default_rng(0)
+    shape = (args.batch, 1, args.image_size, args.image_size)
+    x = rng.random(shape, dtype=np.float32)
+    y = np.clip(x + 0.05 * rng.standard_normal(shape, dtype=np.float32), 0, None).astype(np.float32)
+    records = []
+    for fw in args.frameworks:
+        if args.verbose:
+            print(f"[{fw}] ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        try:
+            if fw == "jax":
+                res = bench_jax(x, y, args)
+            else:
+                res = bench_torch(x, y, args, compiled=(fw == "torch-compile"))
+        except ImportError as err:
+            res = {"status": f"skipped: {err}"}
+        except Exception as err:  # noqa: BLE001
+            if args.verbose:
+                traceback.print_exc()
+            res = {"status": f"failed: {type(err).__name__}: {str(err)[:300]}"}
+        rec = {"framework": fw, "layers": args.layers, "depth": args.depth, "width": args.width,
+               "image_size": args.image_size, "batch": args.batch, "dtype": "float32",
+               "wall_seconds": time.perf_counter() - t0, **res}
+        times = rec.pop("times", None)
+        if times:
+            med = statistics.median(times)
+            rec.update(ms_per_step=1e3 * med, images_per_second=args.batch / med, samples=len(times),
+                       steps_per_sample=args.steps, ms_per_step_all=[1e3 * t for t in times])
+        records.append(rec)
+    return records
+
+
+def table(records):
+    lines = [f"{'framework':<14} {'device':<8} {'images/s':>10} {'ms/step':>9} {'first step s':>13}  status"]
+    for r in records:
+        ips = f"{r['images_per_second']:.1f}" if "images_per_second" in r else "-"
+        ms = f"{r['ms_per_step']:.2f}" if "ms_per_step" in r else "-"
+        first = f"{r['first_step_seconds']:.1f}" if "first_step_seconds" in r else "-"
+        lines.append(f"{r['framework']:<14} {r.get('device', '-'):<8} {ips:>10} {ms:>9} {first:>13}  {r['status']}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--layers", type=int, default=5)
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma-separated subset of {FRAMEWORKS}")
+    p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda/gpu")
+    p.add_argument("--warmup", type=int, default=3, help="steps before timing")
+    p.add_argument("--repeats", type=int, default=7, help="timed samples (the median is reported)")
+    p.add_argument("--steps", type=int, default=5, help="training steps per sample")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (2 layers, 32x32, batch 4), few samples")
+    p.add_argument("--json", default=None, help="write the records here (- for stdout; the table goes to stderr)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+    unknown = set(args.frameworks) - set(FRAMEWORKS)
+    if unknown:
+        p.error(f"unknown frameworks {sorted(unknown)}; choose from {FRAMEWORKS}")
+    if args.quick:
+        args.layers, args.image_size, args.batch = 2, 32, 4
+        args.warmup, args.repeats, args.steps = 1, 3, 2
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    records = run(args)
+    meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    for r in records:
+        r.update(meta)
+    text = table(records)
+    if args.json == "-":
+        print(text, file=sys.stderr)
+        print(json.dumps(records, indent=2))
+    else:
+        print(f"DiffNet training step: {args.layers} layers (K={args.depth}, {args.width} ch), "
+              f"{args.image_size}x{args.image_size}, batch {args.batch}, float32; median of {args.repeats} x "
+              f"{args.steps} steps after {args.warmup} warm-up")
+        print(text)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(records, f, indent=2)
+    return 0 if all(not r["status"].startswith("failed") or r["framework"] == "torch-compile" for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
