@@ -45,9 +45,14 @@ def _key_name(k):
     raise TypeError(f"unsupported pytree key {k!r}")
 
 
+def _is_array(x):
+    """Array leaves, including the ``jax.ShapeDtypeStruct`` leaves of a ``jax.eval_shape`` skeleton."""
+    return eqx.is_array(x) or isinstance(x, jax.ShapeDtypeStruct)
+
+
 def named_leaves(tree):
     """``[(name, leaf)]`` over the array leaves of ``tree``, names in PyTorch ``state_dict`` style."""
-    params = eqx.filter(tree, eqx.is_array)
+    params = eqx.filter(tree, _is_array)
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
     return [(".".join(_key_name(k) for k in path), leaf) for path, leaf in flat]
 
@@ -60,6 +65,8 @@ def state_dict(model):
 def load_state_dict(model, tensors, *, prefix=""):
     """``model`` with every array leaf replaced by ``tensors[prefix + name]`` (shapes checked, float32).
 
+    ``model`` may be a skeleton from ``equinox.filter_eval_shape`` (no initialisation cost).
+
     Raises KeyError listing missing and unexpected names, ValueError on a shape mismatch.
     """
     names = [name for name, _ in named_leaves(model)]
@@ -69,7 +76,7 @@ def load_state_dict(model, tensors, *, prefix=""):
     unexpected = sorted(available - wanted) if not prefix else []
     if missing or unexpected:
         raise KeyError(f"weights do not match the model: missing {missing}, unexpected {unexpected}")
-    params, static = eqx.partition(model, eqx.is_array)
+    params, static = eqx.partition(model, _is_array)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     new = []
     for name, leaf in zip(names, leaves):
@@ -129,4 +136,5 @@ def load_weights(path):
     tensors, metadata = read_weights(path)
     config = config_from_metadata(metadata, path)
     tensors = {k: v for k, v in tensors.items() if not k.startswith("adam.")}   # a training checkpoint
-    return load_state_dict(build_model(config), tensors)
+    skeleton = eqx.filter_eval_shape(build_model, config)   # shapes only: nothing is initialised
+    return load_state_dict(skeleton, tensors)

@@ -24,6 +24,11 @@ import ssdops  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+SMALL = dict(n_layers=2, depth=3, width=8)       # one small configuration: compiled once for all tests
+_apply = eqx.filter_jit(lambda m, x: m(x))
+_trace = eqx.filter_jit(lambda m, x: m.trace(x))
+
+
 def _rand(shape, seed=0):
     return np.random.default_rng(seed).random(shape, dtype=np.float64).astype(np.float32)
 
@@ -34,8 +39,10 @@ def _rand(shape, seed=0):
 
 def test_parameter_counts():
     key = jax.random.PRNGKey(0)
-    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(key=key)) == 101_310
-    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(n_layers=3, key=key)) == 60_786
+    shapes = eqx.filter_eval_shape   # the constructor, traced for shapes only (no initialisation cost)
+    assert diffnet_jax.count_parameters(shapes(diffnet_jax.DiffNet, key=key)) == 101_310
+    assert diffnet_jax.count_parameters(shapes(diffnet_jax.DiffNet, n_layers=3, key=key)) == 60_786
+    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(**SMALL, key=key)) == 2 * (9 * (8 + 8 * 8 + 8 * 5) + 16 + 5 + 1)
     # the paper's per-layer formula: 9(32 + 32*5 + 32^2 (K-2)) + 32(K-1) + 5 + 1
     for K in (2, 3, 5):
         per_layer = 9 * (32 + 32 * 5 + 32 * 32 * (K - 2)) + 32 * (K - 1) + 5 + 1
@@ -48,12 +55,13 @@ def test_parameter_counts():
 def test_parameters_are_float32_even_with_x64():
     jax.config.update("jax_enable_x64", True)
     try:
-        model = diffnet_jax.DiffNet(n_layers=2, key=jax.random.PRNGKey(0))
-        lin = diffnet_jax.LinearDiffusionNet((6, 6), n_layers=2)
-        for leaf in jax.tree_util.tree_leaves(eqx.filter((model, lin), eqx.is_array)):
-            assert leaf.dtype == jnp.float32
-        x = jnp.asarray(_rand((2, 1, 6, 6)), dtype=jnp.float64)   # cast at the boundary
-        assert model(x).dtype == jnp.float32 and lin(x).dtype == jnp.float32
+        model = eqx.filter_eval_shape(diffnet_jax.DiffNet, **SMALL, key=jax.random.PRNGKey(0))
+        lin = eqx.filter_eval_shape(diffnet_jax.LinearDiffusionNet, (6, 6), n_layers=2)
+        leaves = jax.tree_util.tree_leaves((model, lin))
+        assert leaves and all(leaf.dtype == jnp.float32 for leaf in leaves if hasattr(leaf, "dtype"))
+        x = jax.ShapeDtypeStruct((2, 1, 6, 6), jnp.float64)   # cast at the boundary
+        assert jax.eval_shape(lambda m, u: m(u), model, x).dtype == jnp.float32
+        assert jax.eval_shape(lambda m, u: m(u), lin, x).dtype == jnp.float32
     finally:
         jax.config.update("jax_enable_x64", False)
 
@@ -76,13 +84,13 @@ def _conv_ref(x, w, b):
 
 
 def test_trace_matches_independent_computation():
-    model = diffnet_jax.DiffNet(n_layers=3, depth=3, width=8, key=jax.random.PRNGKey(3))
+    model = diffnet_jax.DiffNet(**SMALL, key=jax.random.PRNGKey(3))
     # non-trivial dt per layer
     model = eqx.tree_at(lambda m: [l.dt for l in m.layers], model,
-                        [jnp.asarray(v, jnp.float32) for v in (0.2, -0.1, 0.35)])
-    u0 = jnp.asarray(_rand((2, 1, 10, 12), seed=1))
-    records = model.trace(u0)
-    assert len(records) == 3
+                        [jnp.asarray(v, jnp.float32) for v in (-0.1, 0.35)])
+    u0 = jnp.asarray(_rand((3, 1, 12, 10), seed=1))
+    records = _trace(model, u0)
+    assert len(records) == 2
     u = u0
     for layer, rec in zip(model.layers, records):
         assert set(rec) == {"input", "zeta", "dt", "output"}
@@ -104,9 +112,11 @@ def test_trace_matches_independent_computation():
         assert float(rec["dt"]) == float(layer.dt)
         np.testing.assert_allclose(rec["output"], out, rtol=1e-5, atol=1e-5)
         u = rec["output"]
-    np.testing.assert_allclose(model(u0), jnp.maximum(u, 0.0), rtol=1e-6, atol=1e-7)
-    no_relu = diffnet_jax.DiffNet(n_layers=3, depth=3, width=8, final_relu=False, key=jax.random.PRNGKey(3))
-    np.testing.assert_allclose(no_relu(u0), no_relu.trace(u0)[-1]["output"])
+    np.testing.assert_allclose(_apply(model, u0), jnp.maximum(u, 0.0), rtol=1e-6, atol=1e-7)
+    no_relu = diffnet_jax.DiffNet(**SMALL, final_relu=False, key=jax.random.PRNGKey(3))
+    np.testing.assert_allclose(_apply(no_relu, u0), _trace(no_relu, u0)[-1]["output"])
+    # eager (un-jitted) execution: the same numbers
+    np.testing.assert_allclose(model.trace(u0)[-1]["output"], records[-1]["output"], rtol=1e-6, atol=1e-7)
 
 
 def test_conv_is_torch_cross_correlation():
@@ -120,8 +130,8 @@ def test_conv_is_torch_cross_correlation():
         ref = tconv(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(conv(jnp.asarray(x)), ref, rtol=1e-5, atol=1e-6)
     # initialisation law of torch.nn.Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    big = diffnet_jax.Conv2d(32, 32, 3, key=jax.random.PRNGKey(1))
-    bound = 1 / np.sqrt(32 * 9)
+    big = diffnet_jax.Conv2d(8, 8, 3, key=jax.random.PRNGKey(1))   # the shape of SMALL's hidden convs
+    bound = 1 / np.sqrt(8 * 9)
     assert float(jnp.max(jnp.abs(big.weight))) <= bound and float(jnp.max(jnp.abs(big.weight))) > 0.9 * bound
 
 
@@ -137,12 +147,12 @@ def test_linear_network_semantics():
     v = u.reshape(3, -1).astype(np.float64).T
     for _ in range(2):
         v = v + 0.2 * A @ v
-    np.testing.assert_allclose(np.asarray(model(jnp.asarray(u))).reshape(3, -1), v.T, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(_apply(model, jnp.asarray(u))).reshape(3, -1), v.T, rtol=1e-5, atol=1e-6)
 
 
 def test_jit_and_grad():
-    model = diffnet_jax.DiffNet(n_layers=2, depth=3, width=4, key=jax.random.PRNGKey(0))
-    x = jnp.asarray(_rand((2, 1, 8, 8)))
+    model = diffnet_jax.DiffNet(**SMALL, key=jax.random.PRNGKey(0))
+    x = jnp.asarray(_rand((3, 1, 12, 10)))
 
     @eqx.filter_jit
     @eqx.filter_grad
@@ -168,10 +178,14 @@ def _expected_names(n_layers, depth):
 
 
 def test_state_dict_names_and_shapes():
-    model = diffnet_jax.DiffNet(n_layers=2, depth=4, width=32, key=jax.random.PRNGKey(0))
-    sd = diffnet_jax.state_dict(model)
+    from diffnet_jax.weights import named_leaves
+
+    skeleton = eqx.filter_eval_shape(diffnet_jax.DiffNet, n_layers=2, depth=4, width=32, key=jax.random.PRNGKey(0))
+    sd = dict(named_leaves(skeleton))
     assert set(sd) == _expected_names(2, 4)
     assert sd["layers.1.dt"].shape == () and sd["layers.1.dt"].dtype == np.float32
+    real = diffnet_jax.state_dict(diffnet_jax.DiffNet(**SMALL, key=jax.random.PRNGKey(0)))
+    assert set(real) == _expected_names(2, 3) and real["layers.0.dt"].shape == ()
     assert sd["layers.0.estimator.convs.0.weight"].shape == (32, 1, 3, 3)
     assert sd["layers.0.estimator.convs.1.weight"].shape == (32, 32, 3, 3)
     assert sd["layers.0.estimator.convs.3.weight"].shape == (5, 32, 3, 3)
@@ -184,11 +198,11 @@ def test_state_dict_names_and_shapes():
 @pytest.mark.parametrize("kind", ["diffnet", "linear"])
 def test_save_load_round_trip(tmp_path, kind):
     if kind == "diffnet":
-        model = diffnet_jax.DiffNet(n_layers=2, depth=3, width=8, final_relu=False, key=jax.random.PRNGKey(5))
+        model = diffnet_jax.DiffNet(**SMALL, final_relu=False, key=jax.random.PRNGKey(5))
     else:
-        model = diffnet_jax.LinearDiffusionNet((8, 8), n_layers=2)
+        model = diffnet_jax.LinearDiffusionNet((12, 10), n_layers=2)
         model = eqx.tree_at(lambda m: m.layers[1].diagonals, model,
-                            jnp.asarray(_rand((5, 8, 8), seed=9)))
+                            jnp.asarray(_rand((5, 12, 10), seed=9)))
     path = tmp_path / "w.safetensors"
     diffnet_jax.save_weights(model, path)
     from safetensors import safe_open
@@ -199,8 +213,8 @@ def test_save_load_round_trip(tmp_path, kind):
     assert json.loads(meta["config"]) == model.config
     loaded = diffnet_jax.load_weights(path)
     assert type(loaded) is type(model) and loaded.config == model.config
-    x = jnp.asarray(_rand((2, 1, 8, 8), seed=4))
-    np.testing.assert_array_equal(loaded(x), model(x))
+    x = jnp.asarray(_rand((3, 1, 12, 10), seed=4))
+    np.testing.assert_array_equal(_apply(loaded, x), _apply(model, x))
     for (a, b) in zip(jax.tree_util.tree_leaves(eqx.filter(model, eqx.is_array)),
                       jax.tree_util.tree_leaves(eqx.filter(loaded, eqx.is_array))):
         np.testing.assert_array_equal(a, b)
@@ -209,7 +223,7 @@ def test_save_load_round_trip(tmp_path, kind):
 def test_load_hand_written_file(tmp_path):
     """A file written with safetensors.numpy directly, by the documented names (what diffnet_torch writes)."""
     rng = np.random.default_rng(0)
-    n_layers, depth, width = 2, 3, 6
+    n_layers, depth, width = SMALL["n_layers"], SMALL["depth"], SMALL["width"]
     chans = [1] + [width] * (depth - 1) + [5]
     tensors = {}
     for k in range(n_layers):
@@ -255,7 +269,7 @@ def _torch_or_skip():
 def _torch_model(diffnet_torch, torch, kind):
     torch.manual_seed(0)
     if kind == "diffnet":
-        model = diffnet_torch.DiffNet(n_layers=2, depth=4, width=32)
+        model = diffnet_torch.DiffNet(**SMALL)
     else:
         model = diffnet_torch.LinearDiffusionNet((12, 10), n_layers=3)
     with torch.no_grad():   # move away from the initial values (dt, and the linear diagonals)
@@ -269,7 +283,7 @@ def _torch_model(diffnet_torch, torch, kind):
 
 def _jax_model(kind):
     if kind == "diffnet":
-        model = diffnet_jax.DiffNet(n_layers=2, depth=4, width=32, key=jax.random.PRNGKey(7))
+        model = diffnet_jax.DiffNet(**SMALL, key=jax.random.PRNGKey(7))
         return eqx.tree_at(lambda m: [l.dt for l in m.layers], model,
                            [jnp.asarray(v, jnp.float32) for v in (0.13, 0.27)])
     model = diffnet_jax.LinearDiffusionNet((12, 10), n_layers=3)
@@ -283,12 +297,17 @@ def _compare_outputs(torch_model, jax_model, torch):
     x = _rand((3, 1, 12, 10), seed=11)
     with torch.no_grad():
         ref = torch_model(torch.tensor(x)).numpy()
-    out = np.asarray(jax_model(jnp.asarray(x)))
+    out = np.asarray(_apply(jax_model, jnp.asarray(x)))
     scale = np.abs(ref).max()
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * scale)
-    for rt, rj in zip(torch_model.trace(torch.tensor(x)), jax_model.trace(jnp.asarray(x))):
+    for rt, rj in zip(torch_model.trace(torch.tensor(x)), _trace(jax_model, jnp.asarray(x))):
         np.testing.assert_allclose(np.asarray(rj["output"]), rt["output"].detach().numpy(),
                                    rtol=1e-5, atol=1e-5 * scale)
+
+
+@eqx.filter_jit
+def _value_and_grad(model, x, y):
+    return eqx.filter_value_and_grad(lambda m: jnp.mean((m(x) - y) ** 2))(model)
 
 
 def _compare_gradients(torch_model, jax_model, torch):
@@ -299,11 +318,8 @@ def _compare_gradients(torch_model, jax_model, torch):
     loss_t.backward()
     grads_t = {n: p.grad.numpy() for n, p in torch_model.named_parameters()}
 
-    def loss_fn(m):
-        return jnp.mean((m(jnp.asarray(x)) - jnp.asarray(y)) ** 2)
-
-    loss_j, grads = eqx.filter_value_and_grad(loss_fn)(jax_model)
-    np.testing.assert_allclose(float(loss_j), float(loss_t), rtol=1e-5)
+    loss_j, grads = _value_and_grad(jax_model, jnp.asarray(x), jnp.asarray(y))
+    np.testing.assert_allclose(float(loss_j), float(loss_t.detach()), rtol=1e-5)
     grads_j = diffnet_jax.state_dict(grads)
     assert set(grads_j) == set(grads_t)
     for name, gt in grads_t.items():
