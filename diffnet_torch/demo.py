@@ -53,7 +53,7 @@ def _backward_grad2(u):
     return (u - up) ** 2 + (u - left) ** 2
 
 
-def tikhonov_pm_inverse(y, noise_std, *, alphas=None, smooth=1.0, pm_args=PM_ARGS, maxiter=300):
+def tikhonov_pm_inverse(y, noise_std, *, alphas=None, smooth=1.0, pm_args=PM_ARGS, maxiter=100):
     """Linearised Tikhonov inversion of the Perona-Malik forward model; returns ``(x, alpha, table)``.
 
     ``A = (I + dt L(gamma))^steps`` with ``gamma = g(|grad y_s|^2, lam)`` frozen at the data smoothed by a
@@ -77,11 +77,11 @@ def tikhonov_pm_inverse(y, noise_std, *, alphas=None, smooth=1.0, pm_args=PM_ARG
     GtG = -ssdops.to_scipy(ssdops.laplacian(y.shape, bc="neumann"))
     AtA, Aty = (A.T @ A).tocsr(), A.T @ y.ravel()
     target = noise_std * np.sqrt(n)
-    alphas = alphas if alphas is not None else np.logspace(-4, -1, 7)
+    alphas = alphas if alphas is not None else np.logspace(-3, -0.5, 6)
     table = []
     x0 = y.ravel().copy()
     for a in alphas:
-        x, _ = cg(AtA + a * GtG, Aty, x0=x0, rtol=1e-8, maxiter=maxiter)
+        x, _ = cg(AtA + a * GtG, Aty, x0=x0, rtol=1e-6, maxiter=maxiter)
         table.append((float(a), float(np.linalg.norm(A @ x - y.ravel())), x.reshape(y.shape)))
     best = min(table, key=lambda t: abs(t[1] - target))
     return best[2], best[0], table
