@@ -84,9 +84,13 @@ def filter_step(u, zeta, dt):
     """
     from .operators import ssd_from_filters
 
-    op = ssd_from_filters(zeta, dt)
-    xp = op._check_image(u)
+    xp = namespace(zeta, u)
     fast = fast_path("filter_step", xp)
-    if fast is not None:
+    # A fused kernel never needs the diagonals dt * zeta: only build them (and validate shapes through
+    # the operator) on the generic path.
+    if fast is not None and zeta.ndim >= 3 and zeta.shape[-3] == 5 and u.ndim >= 2 \
+            and tuple(u.shape[-2:]) == tuple(zeta.shape[-2:]):
         return fast(u, zeta, dt)
+    op = ssd_from_filters(zeta, dt)
+    op._check_image(u)
     return u + op @ u
