@@ -198,16 +198,21 @@ def _faces(gamma, axis, bc, ghost_gamma):
     return torch.cat([lo, interior, hi], dim=axis)
 
 
+def _face_differences(u, axis, bc):
+    """``u[i] - u[i-1]`` across the n + 1 faces of each line along ``axis``: 0 across a Neumann boundary,
+    taken against the zero ghost for Dirichlet. Constant padding only: replicate padding is ~100x slower
+    on the CPU."""
+    pad = (0, 0, 1, 1) if axis == -2 else (1, 1)
+    if bc == "neumann":
+        return F.pad(u.diff(dim=axis), pad)
+    return F.pad(u, pad).diff(dim=axis)
+
+
 def _perona_malik(u, dt, lam, name, bc, ghost_gamma):
     """Flux form: fluxes ``F (u[i] - u[i-1])`` through the n + 1 faces of each line, ``L u`` their
-    differences. Zero ghosts (dirichlet); for neumann the edge is replicated, so the backward difference
-    across the boundary is 0 and the boundary faces carry no diffusivity."""
-    mode = "replicate" if bc == "neumann" else "constant"
-    batch = u.shape[:-2]
-    padded = F.pad(u.reshape((-1, 1) + tuple(u.shape[-2:])), (1, 1, 1, 1), mode=mode)
-    padded = padded.reshape(batch + tuple(padded.shape[-2:]))
-    dy = padded[..., :, 1:-1].diff(dim=-2)  # u[i] - u[i-1] across the H + 1 faces of each column
-    dx = padded[..., 1:-1, :].diff(dim=-1)
+    differences; the backward differences of the diffusivity are the fluxes' first n faces."""
+    dy = _face_differences(u, -2, bc)
+    dx = _face_differences(u, -1, bc)
     gamma = resolve(name)(dy[..., :-1, :] ** 2 + dx[..., :, :-1] ** 2, lam)
     flux_y = _faces(gamma, -2, bc, ghost_gamma) * dy
     flux_x = _faces(gamma, -1, bc, ghost_gamma) * dx
