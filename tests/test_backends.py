@@ -189,11 +189,14 @@ def test_perona_malik_step_matches_generic(fw, dtype):
                 assert_close(got, reference, dtype)
 
 
-def test_numpy_blocks_and_fallback_batches(monkeypatch):
-    """Tiny blocks (several per image, partial last block) and a batch that cannot be merged into one
-    axis without a copy give the same values as the generic code."""
+@pytest.mark.parametrize("threads", [1, 3])
+def test_numpy_blocks_and_fallback_batches(monkeypatch, threads):
+    """Tiny blocks (several per image, partial last block), runs of blocks on several threads, and a
+    batch that cannot be merged into one axis without a copy give the same values as the generic code."""
     from backends import numpy_backend
 
+    monkeypatch.setattr(numpy_backend, "THREADS", threads)
+    monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_ELEMENTS", 0)
     rng = np.random.default_rng(4)
     d = rng.standard_normal((3, 1, 9, 13, 11))
     u = rng.standard_normal((3, 2, 13, 11))
