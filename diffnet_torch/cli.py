@@ -2,7 +2,7 @@
 
     diffnet-torch train --model diffnet --task pm-inverse --data natural --noise 0.01 --epochs 5 --out runs/a
     diffnet-torch train --out runs/a --resume
-    torchrun --nproc_per_node 2 -m diffnet_torch.cli train ...      # DistributedDataParallel (gloo on CPU)
+    torchrun --standalone --nproc_per_node 2 -m diffnet_torch.cli train ...      # DistributedDataParallel (gloo on CPU)
     diffnet-torch evaluate runs/a
     diffnet-torch figures runs/a
     diffnet-torch demo --out demo/

@@ -271,7 +271,7 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
             opt.step()
             step += 1
             with torch.no_grad():
-                loss_sum += float(loss) * len(idx)
+                loss_sum += float(loss.detach()) * len(idx)
                 psnr_sum += float(ssdops.psnr(out_b[:, 0].detach().double(), yb[:, 0].double()).clamp(max=300.0).sum())
             images_seen += len(idx) * world
         train_time += time.perf_counter() - t0
