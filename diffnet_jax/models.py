@@ -106,7 +106,28 @@ class DiffusionLayer(eqx.Module):
         return self.trace(u)["output"]
 
 
-class DiffNet(eqx.Module):
+class _DiffusionNetwork(eqx.Module):
+    """``layers`` applied in turn (input cast to the parameters' dtype), then a ReLU when ``final_relu``."""
+
+    def trace(self, u):
+        """Per layer ``{"input", "dt", "output"}`` (before the final ReLU) and the layer's operator:
+        ``zeta`` ``(N, 5, H, W)`` for DiffNet, ``diagonals`` for the linear network."""
+        u = jnp.asarray(u, dtype=_param_dtype(self))
+        records = []
+        for layer in self.layers:
+            rec = layer.trace(u)
+            records.append(rec)
+            u = rec["output"]
+        return records
+
+    def __call__(self, u):
+        u = jnp.asarray(u, dtype=_param_dtype(self))
+        for layer in self.layers:
+            u = layer(u)
+        return jax.nn.relu(u) if self.final_relu else u
+
+
+class DiffNet(_DiffusionNetwork):
     """The paper's DiffNet (Fig. 2/3): ``n_layers`` diffusion layers, then a ReLU when ``final_relu``.
 
     >>> import jax, diffnet_jax
@@ -139,22 +160,6 @@ class DiffNet(eqx.Module):
             "final_relu": self.final_relu,
         }
 
-    def trace(self, u):
-        """Per layer ``{"input", "zeta", "dt", "output"}`` (before the final ReLU)."""
-        u = jnp.asarray(u, dtype=_param_dtype(self))
-        records = []
-        for layer in self.layers:
-            rec = layer.trace(u)
-            records.append(rec)
-            u = rec["output"]
-        return records
-
-    def __call__(self, u):
-        u = jnp.asarray(u, dtype=_param_dtype(self))
-        for layer in self.layers:
-            u = layer(u)
-        return jax.nn.relu(u) if self.final_relu else u
-
 
 class LinearDiffusionLayer(eqx.Module):
     """One layer of the linear diffusion network (Fig. 1): explicit diagonals ``(5, H, W)`` and a step dt.
@@ -179,7 +184,7 @@ class LinearDiffusionLayer(eqx.Module):
         return self.trace(u)["output"]
 
 
-class LinearDiffusionNet(eqx.Module):
+class LinearDiffusionNet(_DiffusionNetwork):
     """The paper's linear diffusion network: per layer learned diagonals (5 H W parameters) and dt.
 
     ``key`` is accepted for a uniform constructor signature; the initialisation is deterministic.
@@ -204,21 +209,6 @@ class LinearDiffusionNet(eqx.Module):
             "n_layers": self.n_layers,
             "final_relu": self.final_relu,
         }
-
-    def trace(self, u):
-        u = jnp.asarray(u, dtype=_param_dtype(self))
-        records = []
-        for layer in self.layers:
-            rec = layer.trace(u)
-            records.append(rec)
-            u = rec["output"]
-        return records
-
-    def __call__(self, u):
-        u = jnp.asarray(u, dtype=_param_dtype(self))
-        for layer in self.layers:
-            u = layer(u)
-        return jax.nn.relu(u) if self.final_relu else u
 
 
 def count_parameters(model):

@@ -64,7 +64,26 @@ class DiffusionLayer(nn.Module):
         return ssdops.filter_step(u[:, 0], self.estimator(u), self.dt)[:, None]
 
 
-class DiffNet(nn.Module):
+class _DiffusionNetwork(nn.Module):
+    """``layers`` applied in turn, then (``final_relu``) a ReLU; ``trace`` records every layer."""
+
+    def trace(self, u):
+        """One dict per layer: ``input``, ``dt``, ``output`` (before the final ReLU), and the layer's
+        operator (``zeta`` ``(N, 5, H, W)`` for DiffNet, ``diagonals`` for the linear network)."""
+        records = []
+        for layer in self.layers:
+            rec = layer.trace(u)
+            records.append(rec)
+            u = rec["output"]
+        return records
+
+    def forward(self, u):
+        for layer in self.layers:
+            u = layer(u)
+        return torch.relu(u) if self.final_relu else u
+
+
+class DiffNet(_DiffusionNetwork):
     """DiffNet: ``n_layers`` learned nonlinear diffusion steps, then (optionally) a ReLU.
 
     >>> sum(p.numel() for p in DiffNet().parameters()), sum(p.numel() for p in DiffNet(3).parameters())
@@ -81,20 +100,6 @@ class DiffNet(nn.Module):
         """Constructor keyword arguments plus ``"model"`` (stored in weight files)."""
         return {"model": "diffnet", "n_layers": self.n_layers, "depth": self.depth, "width": self.width,
                 "final_relu": self.final_relu}
-
-    def trace(self, u):
-        """One dict per layer: ``input``, ``zeta`` ``(N, 5, H, W)``, ``dt``, ``output`` (before the final ReLU)."""
-        records = []
-        for layer in self.layers:
-            rec = layer.trace(u)
-            records.append(rec)
-            u = rec["output"]
-        return records
-
-    def forward(self, u):
-        for layer in self.layers:
-            u = layer(u)
-        return torch.relu(u) if self.final_relu else u
 
 
 class LinearDiffusionLayer(nn.Module):
@@ -115,7 +120,7 @@ class LinearDiffusionLayer(nn.Module):
         return self.trace(u)["output"]
 
 
-class LinearDiffusionNet(nn.Module):
+class LinearDiffusionNet(_DiffusionNetwork):
     """The paper's linear diffusion network (Fig. 1): ``5 H W + 1`` parameters per layer, fixed grid."""
 
     def __init__(self, grid_shape, n_layers=5, final_relu=False):
@@ -128,19 +133,6 @@ class LinearDiffusionNet(nn.Module):
     def config(self):
         return {"model": "linear", "grid_shape": list(self.grid_shape), "n_layers": self.n_layers,
                 "final_relu": self.final_relu}
-
-    def trace(self, u):
-        records = []
-        for layer in self.layers:
-            rec = layer.trace(u)
-            records.append(rec)
-            u = rec["output"]
-        return records
-
-    def forward(self, u):
-        for layer in self.layers:
-            u = layer(u)
-        return torch.relu(u) if self.final_relu else u
 
 
 def build_model(config):

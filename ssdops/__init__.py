@@ -5,7 +5,7 @@ index ``i * W + j``. See the README for a tour and the table of the public API.
 """
 from . import diffusivity
 from .analysis import is_symmetric, row_sums, smoothing_level, spectral_radius, spectrum, split_zero_mean
-from .diffusion import heat, perona_malik, perona_malik_step
+from .diffusion import heat, perona_malik, perona_malik_operator, perona_malik_step
 from .explicit import explicit_step, filter_step, stable_dt
 from .implicit import ConvergenceError, ConvergenceWarning, implicit_step, select_method
 from .metrics import add_noise, psnr, relative_l2
@@ -38,6 +38,7 @@ __all__ = [
     "is_symmetric",
     "laplacian",
     "perona_malik",
+    "perona_malik_operator",
     "perona_malik_step",
     "psnr",
     "relative_l2",

@@ -76,7 +76,7 @@ class Target:
     asarray: Callable
     sync: Callable = lambda result: None
     jit: Callable = lambda fn: fn
-    stream: Callable = None  # stream(x) -> a call that reads and rewrites x in place (the copy floor)
+    stream: Callable = None  # stream(x) -> a call that reads x and writes as many bytes (the copy floor)
     device_name: str = ""
     notes: list = field(default_factory=list)
 
@@ -105,7 +105,7 @@ def targets(names=BACKENDS, *, jax_x64=False):
     found = []
     for name in names:
         if name == "numpy":
-            found.append(Target("numpy", "cpu", np.asarray, stream=_negate_in_place(np.negative),
+            found.append(Target("numpy", "cpu", np.asarray, stream=_copy_into(np.empty_like, np.copyto),
                                 device_name=_cpu_model()))
         elif name == "array_api_strict":
             try:
@@ -127,7 +127,7 @@ def targets(names=BACKENDS, *, jax_x64=False):
                     sync = (lambda d: (lambda result: torch.cuda.synchronize(d)))(dev)
                     label = torch.cuda.get_device_name(dev)
                 found.append(Target("torch", dev, (lambda d: lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(d))(dev),
-                                    sync=sync, stream=_negate_in_place(torch.neg),
+                                    sync=sync, stream=_copy_into(torch.empty_like, torch.Tensor.copy_),
                                     device_name=label))
         elif name in ("jax", "jax.jit", "jax-eager"):
             try:
@@ -167,21 +167,23 @@ def targets(names=BACKENDS, *, jax_x64=False):
 
                 props = cupy.cuda.runtime.getDeviceProperties(i)
                 name_i = props.get("name", b"")
-                found.append(Target("cupy", f"cuda:{i}", put, sync=sync, stream=_negate_in_place(cupy.negative),
+                found.append(Target("cupy", f"cuda:{i}", put, sync=sync, stream=_copy_into(cupy.empty_like, cupy.copyto),
                                     device_name=name_i.decode() if isinstance(name_i, bytes) else str(name_i)))
         else:
             raise ValueError(f"unknown framework {name!r}: use some of {BACKENDS + ('array_api_strict',)}")
     return found
 
 
-def _negate_in_place(negate):
-    """``x <- -x`` in place: reads and writes every byte once, with no allocation (a fresh output per
-    call would add first-touch page faults, and a separate destination a write-allocate read)."""
+def _copy_into(empty_like, copyto):
+    """A memory copy into a destination allocated once (STREAM's "copy"): a fresh output per call would
+    add first-touch page faults to the floor, which is meant to measure bandwidth."""
 
     def stream(x):
+        dst = empty_like(x)
+
         def call():
-            negate(x, out=x)
-            return x
+            copyto(dst, x)
+            return dst
 
         return call
 
@@ -189,7 +191,8 @@ def _negate_in_place(negate):
 
 
 def _jax_donated_negate(x):
-    """``x <- -x`` jitted with the input buffer donated: XLA writes in place (no allocation per call)."""
+    """``x <- -x`` jitted with the input buffer donated: XLA writes in place (no allocation per call).
+    JAX has no copy into an existing array; this in-place pass is its nearest floor."""
     import jax
 
     negate = jax.jit(lambda a: -a, donate_argnums=0)
@@ -374,8 +377,8 @@ def _set_generic(flag):
 
 
 def _floor_seconds(target, nbytes, dtype, repeats, cache):
-    """Time of an in-place negation of ``nbytes / 2`` bytes (it reads and writes ``nbytes`` in all) in the
-    framework, on the device; cached per size."""
+    """Time of the framework's memory-copy floor over ``nbytes / 2`` bytes (reading and writing ``nbytes`` in
+    all) on the device: a copy into a preallocated array, for JAX a donated in-place pass; cached."""
     key = (target.backend, target.device, nbytes, dtype)
     if key not in cache:
         count = max(1, nbytes // (2 * np.dtype(dtype).itemsize))

@@ -12,7 +12,7 @@ from .implicit import implicit_step
 from .operators import backward_gradient_norm2, check_bc, check_image, divergence_form, laplacian
 from .spectral import apply_laplacian_function
 
-__all__ = ["heat", "perona_malik", "perona_malik_step"]
+__all__ = ["heat", "perona_malik", "perona_malik_operator", "perona_malik_step"]
 
 HEAT_METHODS = ("exact", "explicit", "implicit")
 PM_SCHEMES = ("explicit", "semi-implicit")
@@ -126,13 +126,23 @@ def perona_malik(
     return u
 
 
-def _diffusivity_field(xp, u, lam, g, bc, ghost_gamma):
+def perona_malik_operator(u, *, lam, diffusivity="perona_malik", bc="neumann", ghost_gamma=None):
+    r"""The operator of one Perona-Malik step at ``u``: :math:`L(\gamma)` = ``divergence_form(gamma, bc=bc,
+    ghost_gamma=ghost_gamma)`` with :math:`\gamma = g(|\nabla u|^2, \lambda)` by backward differences.
+
+    >>> import numpy as np, ssdops
+    >>> u = np.zeros((4, 4)); u[1:3, 1:3] = 1.0
+    >>> L = ssdops.perona_malik_operator(u, lam=0.2)
+    >>> bool(np.allclose(u + 0.1 * (L @ u), ssdops.perona_malik_step(u, dt=0.1, lam=0.2)))
+    True
+    """
+    xp = check_image(u)
+    g = resolve(diffusivity)
     return divergence_form(g(backward_gradient_norm2(xp, u, bc), lam), bc=bc, ghost_gamma=ghost_gamma)
 
 
 def _semi_implicit_step(u, *, dt, lam, diffusivity, bc, ghost_gamma, tol, maxiter):
-    xp = check_image(u)
-    op = _diffusivity_field(xp, u, lam, diffusivity, bc, ghost_gamma)
+    op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, bc=bc, ghost_gamma=ghost_gamma)
     return implicit_step(u, op, dt, method="cg", tol=tol, maxiter=maxiter)
 
 
@@ -155,12 +165,13 @@ def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", bc="neumann", g
     xp = check_image(u)
     name = name_of(diffusivity)
     if check_stable and not _surely_stable(name, dt, lam, ghost_gamma):
-        op = _diffusivity_field(xp, u, lam, resolve(diffusivity), bc, ghost_gamma)
+        op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, bc=bc, ghost_gamma=ghost_gamma)
         return explicit_step(u, op, dt, check_stable=True)
     fast = fast_path("perona_malik_step", xp) if name is not None else None
     if fast is not None:
         return fast(u, dt, lam, name, bc, ghost_gamma)
-    return explicit_step(u, _diffusivity_field(xp, u, lam, resolve(diffusivity), bc, ghost_gamma), dt)
+    op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, bc=bc, ghost_gamma=ghost_gamma)
+    return explicit_step(u, op, dt)
 
 
 def _surely_stable(name, dt, lam, ghost_gamma):
