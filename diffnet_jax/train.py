@@ -25,7 +25,6 @@ batch is ``batch_size * n_devices``. Test on a CPU with ``XLA_FLAGS=--xla_force_
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -38,72 +37,28 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import ssdops
-from ssdops import datasets, runs
+from ssdops import runs, training
 
 from .models import build_model, count_parameters
 from .weights import FORMAT, load_state_dict, read_weights, save_weights, state_dict, write_safetensors
 
 __all__ = ["CHECKPOINT_FORMAT", "DEFAULTS", "Trainer", "evaluate_run", "load_data", "model_config", "train"]
 
-CHECKPOINT_FORMAT = "ssdops-diffnet-checkpoint/1"
-PSNR_CAP = 300.0
-
-DEFAULTS = {
-    "model": "diffnet",
-    "task": "pm-inverse",
-    "data": "natural",
-    "data_path": None,
-    "noise": 0.0,
-    "train_size": 1024,
-    "test_size": 128,
-    "image_size": None,
-    "epochs": 10,
-    "batch_size": 16,
-    "lr": 2e-3,
-    "lr_final": 4e-6,
-    "layers": 5,
-    "depth": 4,
-    "width": 32,
-    "device": "auto",
-    "devices": None,
-    "seed": 0,
-    "patience": None,
-    "time_budget": None,
-    "threads": None,
-    "cache_dir": None,
-    "exclude": [],
-    "progress": True,
-}
+CHECKPOINT_FORMAT = training.CHECKPOINT_FORMAT
+PSNR_CAP = training.PSNR_CAP
+DEFAULTS = {**training.DEFAULTS, "devices": None}
+MODELS = ("diffnet", "linear")
 
 # keys that may differ on --resume (the run's own settings win for everything else)
-_RUNTIME_KEYS = ("time_budget", "out", "progress", "threads", "device", "devices")
+_RUNTIME_KEYS = training.RUNTIME_KEYS + ("devices",)
+
+load_data = training.load_data       # exactly the arrays diffnet_torch.train.load_data gives
+permutation = training.permutation   # the same epoch order as diffnet-torch's
 
 
 def model_config(cfg, image_shape):
-    if cfg["model"] == "diffnet":
-        return {"model": "diffnet", "n_layers": cfg["layers"], "depth": cfg["depth"], "width": cfg["width"],
-                "final_relu": True}
-    if cfg["model"] == "linear":
-        return {"model": "linear", "grid_shape": list(image_shape), "n_layers": cfg["layers"], "final_relu": False}
-    raise ValueError(f"unknown model {cfg['model']!r} for diffnet-jax: use diffnet or linear")
-
-
-def load_data(cfg, split):
-    """``(input, target)`` float32 ``(N, 1, H, W)`` NumPy arrays for ``split`` in ``("train", "test")``
-    (exactly the arrays ``diffnet_torch.train.load_data`` gives)."""
-    n = cfg["train_size"] if split == "train" else cfg["test_size"]
-    seed = cfg["seed"] + (0 if split == "train" else 1)
-    if cfg["data"] == "natural" and cfg.get("exclude"):
-        images = datasets.natural_patches(n, cfg["image_size"] or 96, seed=seed, exclude=tuple(cfg["exclude"]))
-    else:
-        images = datasets.load_images(cfg["data"], n, size=cfg["image_size"], seed=seed, path=cfg["data_path"],
-                                      split=split)
-    return datasets.make_task(cfg["task"], images, noise=cfg["noise"], seed=seed, cache_dir=cfg["cache_dir"])
-
-
-def permutation(n, seed, epoch):
-    """The epoch's image order (the same as diffnet-torch's)."""
-    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
+    return training.model_config(cfg, image_shape, MODELS,
+                                 f"unknown model {cfg['model']!r} for diffnet-jax: use diffnet or linear")
 
 
 def select_devices(device="auto", count=None):
@@ -262,7 +217,7 @@ def _model_tensors(tensors):
     return {k: v for k, v in tensors.items() if not k.startswith("adam.")}
 
 
-def _save_checkpoint(path, trainer, meta):
+def _save_checkpoint(path, trainer, state):
     tensors = state_dict(trainer.model)
     mu, nu = trainer.moments()
     step = trainer.step_count
@@ -272,17 +227,14 @@ def _save_checkpoint(path, trainer, meta):
         steps[name] = float(step)
     for name, value in state_dict(nu).items():
         tensors[f"adam.exp_avg_sq.{name}"] = value
-    meta = dict(meta, format=CHECKPOINT_FORMAT, weights_format=FORMAT, config=json.dumps(trainer.model.config),
-                adam_steps=json.dumps(steps),
-                rng=json.dumps({"jax": "no random state after initialisation; epoch order from (seed, epoch)"}))
-    write_safetensors(tensors, path, {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()})
+    rng = {"jax": "no random state after initialisation; epoch order from (seed, epoch)"}
+    write_safetensors(tensors, path, training.checkpoint_metadata(
+        state, weights_format=FORMAT, config=trainer.model.config, adam_steps=steps, rng=rng))
 
 
 def _load_checkpoint(path, trainer):
     tensors, meta = read_weights(path)
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a diffnet checkpoint (format {meta.get('format')!r})")
-    state = {k: json.loads(v) for k, v in meta.items() if k in ("epoch", "step", "early", "seconds", "best_psnr")}
+    state = training.checkpoint_state(path, meta)
     trainer.load_state(tensors, state["step"])
     return state
 
@@ -291,17 +243,7 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
     """Train according to ``cfg`` (keys of :data:`DEFAULTS` plus ``out``); returns the summary dict."""
     cfg = {**DEFAULTS, **cfg}
     out = os.fspath(cfg["out"])
-    ckpt_path = os.path.join(out, "checkpoint.safetensors")
-    if resume:
-        if not os.path.exists(ckpt_path):
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        saved = runs.read_config(out)
-        cfg = {**DEFAULTS, **saved, **{k: cfg[k] for k in _RUNTIME_KEYS}, "out": out}
-    else:
-        os.makedirs(out, exist_ok=True)
-        if os.path.exists(ckpt_path):
-            raise FileExistsError(f"{out} already holds a run: use --resume or another --out")
-        runs.write_config(out, {k: v for k, v in cfg.items() if k != "progress"})
+    cfg, ckpt_path = training.open_run(cfg, resume=resume, defaults=DEFAULTS, runtime_keys=_RUNTIME_KEYS)
 
     devices = select_devices(cfg["device"], cfg["devices"])
     x_train, y_train = load_data(cfg, "train")
@@ -317,18 +259,15 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
     early = runs.EarlyStopping(cfg["patience"])
     start_epoch, step, seconds_before, best_psnr = 0, 0, 0.0, -math.inf
     if resume:
-        state = _load_checkpoint(ckpt_path, trainer)
-        start_epoch, step = state["epoch"], state["step"]
-        seconds_before, best_psnr = state.get("seconds", 0.0), state.get("best_psnr", -math.inf)
-        early.load_state(state["early"])
+        start_epoch, step, seconds_before, best_psnr = training.restore(
+            _load_checkpoint(ckpt_path, trainer), early)
     metrics = runs.MetricsLog(out)
     if resume:
         metrics.truncate(start_epoch)
 
     platform = devices[0].platform
-    log(f"{cfg['model']}: {n_params:,} parameters; {len(x_train)} train / {len(x_test)} test images "
-        f"{tuple(x_train.shape[-2:])}; task {cfg['task']}, noise {cfg['noise']}; {len(devices)} {platform} "
-        f"device(s), global batch {batch}")
+    log(training.run_message(cfg, n_params, x_train, x_test) + f"{len(devices)} {platform} device(s), "
+        f"global batch {batch}")
     compile_seconds = trainer.compile(x_train, y_train)
     t_start = time.perf_counter()
     train_time = 0.0
@@ -340,18 +279,13 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
     lr = runs.lr_at(step, total_steps, cfg["lr"], cfg["lr_final"])
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         elapsed = seconds_before + time.perf_counter() - t_start
-        if cfg["time_budget"] and epoch > start_epoch + 1 and elapsed + last_epoch_seconds > cfg["time_budget"]:
+        if training.out_of_time(cfg, epoch, start_epoch, elapsed, last_epoch_seconds):
             stopped, epoch = "time_budget", epoch - 1
             break
         t0 = time.perf_counter()
         perm = permutation(len(x_train), cfg["seed"], epoch)
         losses, psnrs = [], []
-        bar = range(steps_per_epoch)
-        if cfg["progress"]:
-            from tqdm import tqdm
-
-            bar = tqdm(bar, desc=f"epoch {epoch}/{cfg['epochs']}", leave=False, dynamic_ncols=True)
-        for b in bar:
+        for b in training.progress_bar(steps_per_epoch, epoch, cfg):
             idx = np.sort(perm[b * batch : (b + 1) * batch])
             xb, yb, wb = trainer.put_batch(x_train, y_train, idx, batch)
             lr = runs.lr_at(step, total_steps, cfg["lr"], cfg["lr_final"])   # the step's rate (for the log)
@@ -371,44 +305,22 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
             best_psnr = te_psnr
         last_epoch_seconds = time.perf_counter() - t0
         seconds = seconds_before + time.perf_counter() - t_start
-        metrics.append(epoch=epoch, train_loss=tr_loss / tr_n, test_loss=te_loss, train_psnr=tr_psnr / tr_n,
-                       test_psnr=te_psnr, lr=lr, seconds=round(seconds, 3))
-        if improved:
-            save_weights(trainer.model, os.path.join(out, "weights.safetensors"),
-                         extra_metadata={"epoch": str(epoch), "test_psnr": repr(te_psnr)})
-        _save_checkpoint(ckpt_path, trainer, {
-            "epoch": json.dumps(epoch), "step": json.dumps(step), "early": json.dumps(early.state()),
-            "seconds": json.dumps(seconds), "best_psnr": json.dumps(best_psnr)})
-        log(f"epoch {epoch}: train loss {tr_loss / tr_n:.4e} psnr {tr_psnr / tr_n:.2f} | "
-            f"test loss {te_loss:.4e} psnr {te_psnr:.2f} | lr {lr:.2e} | {seconds:.1f} s")
-        if early.should_stop:
-            stopped = "early_stopping"
-            break
-        if stop_after is not None and epoch >= stop_after:
-            stopped = "stop_after"
+        training.finish_epoch(
+            out, metrics, epoch=epoch, step=step, early=early, best_psnr=best_psnr, train_loss=tr_loss / tr_n,
+            train_psnr=tr_psnr / tr_n, test_loss=te_loss, test_psnr=te_psnr, lr=lr, seconds=seconds,
+            improved=improved, save_best=lambda path, meta: save_weights(trainer.model, path, extra_metadata=meta),
+            save_checkpoint=lambda state: _save_checkpoint(ckpt_path, trainer, state), log=log)
+        reason = training.stop_reason(early, epoch, stop_after)
+        if reason:
+            stopped = reason
             break
     seconds = seconds_before + time.perf_counter() - t_start
     if final_psnr is None:  # nothing trained in this call: report from the log
-        rows = metrics.rows
-        final_psnr = rows[-1]["test_psnr"] if rows else None
-    summary = {
-        "best_test_psnr": best_psnr,
-        "best_test_loss": early.best,
-        "best_epoch": early.best_epoch,
-        "final_test_psnr": final_psnr,
-        "epochs": epoch,
-        "steps": step,
-        "stopped": stopped,
-        "seconds": seconds,
-        "train_seconds_this_call": train_time,
-        "compile_seconds": compile_seconds,
-        "parameters": n_params,
-        "images_per_second": images_seen / train_time if train_time > 0 else None,
-        "world_size": len(devices),
-        "device": f"{platform} x{len(devices)}",
-        "jax": jax.__version__,
-        "config": {k: v for k, v in cfg.items() if k != "progress"},
-    }
+        final_psnr = training.last_test_psnr(metrics)
+    summary = training.summary(cfg, early=early, best_psnr=best_psnr, final_psnr=final_psnr, epoch=epoch,
+                               step=step, stopped=stopped, seconds=seconds, train_time=train_time,
+                               images_seen=images_seen, n_params=n_params, compile_seconds=compile_seconds,
+                               world_size=len(devices), device=f"{platform} x{len(devices)}", jax=jax.__version__)
     runs.write_summary(out, summary)
     return summary
 
@@ -417,11 +329,8 @@ def evaluate_run(run_dir, *, data_path=None, device="auto", batch_size=64):
     """Per-image test PSNRs (NumPy float64) of the run's best weights on the run's test set."""
     from .weights import load_weights
 
-    cfg = {**DEFAULTS, **runs.read_config(run_dir)}
-    if data_path is not None:
-        cfg["data_path"] = data_path
-    x, y = load_data(cfg, "test")
-    model = load_weights(os.path.join(run_dir, "weights.safetensors"))
+    x, y = training.load_test_set(run_dir, DEFAULTS, data_path)
+    model = load_weights(os.path.join(run_dir, training.WEIGHTS_FILE))
     dev = select_devices(device, 1)[0]
     model = jax.device_put(model, dev)
     fn = eqx.filter_jit(lambda m, xb: m(xb))

@@ -31,63 +31,18 @@ import torch
 import torch.distributed as dist
 
 import ssdops
-from ssdops import datasets, runs
+from ssdops import runs, training
 
 from .models import build_model, count_parameters
 from .weights import FORMAT, read_safetensors, save_weights, state_tensors, write_safetensors
 
 __all__ = ["DEFAULTS", "evaluate_run", "load_data", "model_config", "train"]
 
-CHECKPOINT_FORMAT = "ssdops-diffnet-checkpoint/1"
-
-DEFAULTS = {
-    "model": "diffnet",
-    "task": "pm-inverse",
-    "data": "natural",
-    "data_path": None,
-    "noise": 0.0,
-    "train_size": 1024,
-    "test_size": 128,
-    "image_size": None,
-    "epochs": 10,
-    "batch_size": 16,
-    "lr": 2e-3,
-    "lr_final": 4e-6,
-    "layers": 5,
-    "depth": 4,
-    "width": 32,
-    "device": "auto",
-    "seed": 0,
-    "patience": None,
-    "time_budget": None,
-    "threads": None,
-    "cache_dir": None,
-    "exclude": [],
-    "progress": True,
-}
-
-
-def model_config(cfg, image_shape):
-    if cfg["model"] == "diffnet":
-        return {"model": "diffnet", "n_layers": cfg["layers"], "depth": cfg["depth"], "width": cfg["width"],
-                "final_relu": True}
-    if cfg["model"] == "linear":
-        return {"model": "linear", "grid_shape": list(image_shape), "n_layers": cfg["layers"], "final_relu": False}
-    if cfg["model"] == "unet":
-        return {"model": "unet"}
-    raise ValueError(f"unknown model {cfg['model']!r}")
-
-
-def load_data(cfg, split):
-    """``(input, target)`` float32 ``(N, 1, H, W)`` for ``split`` in ``("train", "test")``."""
-    n = cfg["train_size"] if split == "train" else cfg["test_size"]
-    seed = cfg["seed"] + (0 if split == "train" else 1)
-    if cfg["data"] == "natural" and cfg.get("exclude"):
-        images = datasets.natural_patches(n, cfg["image_size"] or 96, seed=seed, exclude=tuple(cfg["exclude"]))
-    else:
-        images = datasets.load_images(cfg["data"], n, size=cfg["image_size"], seed=seed, path=cfg["data_path"],
-                                      split=split)
-    return datasets.make_task(cfg["task"], images, noise=cfg["noise"], seed=seed, cache_dir=cfg["cache_dir"])
+DEFAULTS = training.DEFAULTS
+CHECKPOINT_FORMAT = training.CHECKPOINT_FORMAT
+load_data = training.load_data
+model_config = training.model_config      # diffnet, linear and unet
+_permutation = training.permutation
 
 
 def _device(name):
@@ -103,10 +58,6 @@ def _dist_info():
     return world, rank, local
 
 
-def _permutation(n, seed, epoch):
-    return np.random.default_rng([seed, epoch, 7919]).permutation(n)
-
-
 @torch.no_grad()
 def _evaluate(model, x, y, batch_size, device):
     """Sum of per-image MSE, sum of per-image PSNR, count (for an all-reduce)."""
@@ -118,7 +69,7 @@ def _evaluate(model, x, y, batch_size, device):
         out = model(xb)
         mse_sum += float(((out - yb) ** 2).mean(dim=(1, 2, 3)).sum())
         p = ssdops.psnr(out[:, 0].double(), yb[:, 0].double())
-        psnr_sum += float(p.clamp(max=300.0).sum())
+        psnr_sum += float(p.clamp(max=training.PSNR_CAP).sum())
         count += len(xb)
     return mse_sum, psnr_sum, count
 
@@ -145,7 +96,7 @@ def _set_rng_state(state):
             [torch.from_numpy(np.frombuffer(base64.b64decode(s), np.uint8).copy()) for s in state["cuda"]])
 
 
-def _save_checkpoint(path, model, opt, meta):
+def _save_checkpoint(path, model, opt, state):
     tensors = state_tensors(model)
     names = dict(model.named_parameters())
     steps = {}
@@ -155,15 +106,13 @@ def _save_checkpoint(path, model, opt, meta):
             tensors[f"adam.exp_avg.{name}"] = st["exp_avg"].detach().cpu().float().contiguous().clone()
             tensors[f"adam.exp_avg_sq.{name}"] = st["exp_avg_sq"].detach().cpu().float().contiguous().clone()
             steps[name] = float(st["step"])
-    meta = dict(meta, format=CHECKPOINT_FORMAT, weights_format=FORMAT, config=json.dumps(model.config),
-                adam_steps=json.dumps(steps), rng=json.dumps(_rng_state()))
-    write_safetensors(tensors, path, meta)
+    write_safetensors(tensors, path, training.checkpoint_metadata(
+        state, weights_format=FORMAT, config=model.config, adam_steps=steps, rng=_rng_state()))
 
 
 def _load_checkpoint(path, model, opt, device):
     tensors, meta = read_safetensors(path)
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a diffnet-torch checkpoint (format {meta.get('format')!r})")
+    state = training.checkpoint_state(path, meta, "diffnet-torch")
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items() if k in own}, strict=True)
     steps = json.loads(meta["adam_steps"])
@@ -175,7 +124,7 @@ def _load_checkpoint(path, model, opt, device):
                 "exp_avg_sq": tensors[f"adam.exp_avg_sq.{name}"].to(device=device, dtype=p.dtype),
             }
     _set_rng_state(json.loads(meta["rng"]))
-    return {k: json.loads(v) for k, v in meta.items() if k in ("epoch", "step", "early", "seconds", "best_psnr")}
+    return state
 
 
 def train(cfg, *, resume=False, stop_after=None, log=print):
@@ -193,19 +142,7 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
     torch.set_num_threads(threads)
     main = rank == 0
 
-    ckpt_path = os.path.join(out, "checkpoint.safetensors")
-    if resume:
-        if not os.path.exists(ckpt_path):
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        saved = runs.read_config(out)
-        # the run's own settings win; only the wall-clock budget and the output may change
-        cfg = {**saved, "time_budget": cfg["time_budget"], "out": out, "progress": cfg["progress"],
-               "threads": cfg["threads"], "device": cfg["device"]}
-    elif main:
-        os.makedirs(out, exist_ok=True)
-        if os.path.exists(ckpt_path):
-            raise FileExistsError(f"{out} already holds a run: use --resume or another --out")
-        runs.write_config(out, {k: v for k, v in cfg.items() if k != "progress"})
+    cfg, ckpt_path = training.open_run(cfg, resume=resume, defaults=DEFAULTS, main=main)
 
     x_train, y_train = load_data(cfg, "train")
     x_test, y_test = load_data(cfg, "test")
@@ -221,10 +158,8 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
     early = runs.EarlyStopping(cfg["patience"])
     start_epoch, step, seconds_before, best_psnr = 0, 0, 0.0, -math.inf
     if resume:
-        state = _load_checkpoint(ckpt_path, model, opt, device)
-        start_epoch, step = state["epoch"], state["step"]
-        seconds_before, best_psnr = state.get("seconds", 0.0), state.get("best_psnr", -math.inf)
-        early.load_state(state["early"])
+        start_epoch, step, seconds_before, best_psnr = training.restore(
+            _load_checkpoint(ckpt_path, model, opt, device), early)
     metrics = runs.MetricsLog(out) if main else None
     if main and resume:
         metrics.truncate(start_epoch)
@@ -233,9 +168,8 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local] if device.type == "cuda" else None)
 
     if main:
-        log(f"{cfg['model']}: {n_params:,} parameters; {len(x_train)} train / {len(x_test)} test images "
-            f"{tuple(x_train.shape[-2:])}; task {cfg['task']}, noise {cfg['noise']}; device {device}, "
-            f"world {world}, threads {threads}")
+        log(training.run_message(cfg, n_params, x_train, x_test) + f"device {device}, world {world}, "
+            f"threads {threads}")
     t_start = time.perf_counter()
     train_time = 0.0
     images_seen = 0
@@ -245,19 +179,14 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
     final_psnr = None
     for epoch in range(start_epoch + 1, cfg["epochs"] + 1):
         elapsed = seconds_before + time.perf_counter() - t_start
-        if cfg["time_budget"] and epoch > start_epoch + 1 and elapsed + last_epoch_seconds > cfg["time_budget"]:
+        if training.out_of_time(cfg, epoch, start_epoch, elapsed, last_epoch_seconds):
             stopped, epoch = "time_budget", epoch - 1
             break
         t0 = time.perf_counter()
         model.train()
         perm = _permutation(len(x_train), cfg["seed"], epoch)[rank : per_rank * world : world]
         loss_sum = psnr_sum = 0.0
-        bar = range(steps_per_epoch)
-        if main and cfg["progress"]:
-            from tqdm import tqdm
-
-            bar = tqdm(bar, desc=f"epoch {epoch}/{cfg['epochs']}", leave=False, dynamic_ncols=True)
-        for b in bar:
+        for b in training.progress_bar(steps_per_epoch, epoch, cfg, show=main):
             idx = np.sort(perm[b * bs : (b + 1) * bs])
             xb = torch.from_numpy(x_train[idx]).to(device)
             yb = torch.from_numpy(y_train[idx]).to(device)
@@ -272,7 +201,8 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
             step += 1
             with torch.no_grad():
                 loss_sum += float(loss.detach()) * len(idx)
-                psnr_sum += float(ssdops.psnr(out_b[:, 0].detach().double(), yb[:, 0].double()).clamp(max=300.0).sum())
+                psnr_sum += float(ssdops.psnr(out_b[:, 0].detach().double(), yb[:, 0].double())
+                                  .clamp(max=training.PSNR_CAP).sum())
             images_seen += len(idx) * world
         train_time += time.perf_counter() - t0
         tr_loss, tr_psnr, tr_n = _allreduce([loss_sum, psnr_sum, float(len(perm))], device, world)
@@ -287,46 +217,24 @@ def train(cfg, *, resume=False, stop_after=None, log=print):
         last_epoch_seconds = time.perf_counter() - t0
         seconds = seconds_before + time.perf_counter() - t_start
         if main:
-            metrics.append(epoch=epoch, train_loss=tr_loss / tr_n, test_loss=te_loss, train_psnr=tr_psnr / tr_n,
-                           test_psnr=te_psnr, lr=lr, seconds=round(seconds, 3))
-            if improved:
-                save_weights(model, os.path.join(out, "weights.safetensors"),
-                             extra_metadata={"epoch": str(epoch), "test_psnr": repr(te_psnr)})
-            _save_checkpoint(ckpt_path, model, opt, {
-                "epoch": json.dumps(epoch), "step": json.dumps(step), "early": json.dumps(early.state()),
-                "seconds": json.dumps(seconds), "best_psnr": json.dumps(best_psnr)})
-            log(f"epoch {epoch}: train loss {tr_loss / tr_n:.4e} psnr {tr_psnr / tr_n:.2f} | "
-                f"test loss {te_loss:.4e} psnr {te_psnr:.2f} | lr {lr:.2e} | {seconds:.1f} s")
-        if early.should_stop:
-            stopped = "early_stopping"
-            break
-        if stop_after is not None and epoch >= stop_after:
-            stopped = "stop_after"
+            training.finish_epoch(
+                out, metrics, epoch=epoch, step=step, early=early, best_psnr=best_psnr, train_loss=tr_loss / tr_n,
+                train_psnr=tr_psnr / tr_n, test_loss=te_loss, test_psnr=te_psnr, lr=lr, seconds=seconds,
+                improved=improved, save_best=lambda path, meta: save_weights(model, path, extra_metadata=meta),
+                save_checkpoint=lambda state: _save_checkpoint(ckpt_path, model, opt, state), log=log)
+        reason = training.stop_reason(early, epoch, stop_after)
+        if reason:
+            stopped = reason
             break
     if world > 1:
         dist.barrier()
     seconds = seconds_before + time.perf_counter() - t_start
     if final_psnr is None and main:  # nothing trained in this call: report from the log
-        rows = metrics.rows
-        final_psnr = rows[-1]["test_psnr"] if rows else None
-    summary = {
-        "best_test_psnr": best_psnr,
-        "best_test_loss": early.best,
-        "best_epoch": early.best_epoch,
-        "final_test_psnr": final_psnr,
-        "epochs": epoch,
-        "steps": step,
-        "stopped": stopped,
-        "seconds": seconds,
-        "train_seconds_this_call": train_time,
-        "parameters": n_params,
-        "images_per_second": images_seen / train_time if train_time > 0 else None,
-        "world_size": world,
-        "device": str(device),
-        "threads_per_process": threads,
-        "torch": torch.__version__,
-        "config": {k: v for k, v in cfg.items() if k != "progress"},
-    }
+        final_psnr = training.last_test_psnr(metrics)
+    summary = training.summary(cfg, early=early, best_psnr=best_psnr, final_psnr=final_psnr, epoch=epoch,
+                               step=step, stopped=stopped, seconds=seconds, train_time=train_time,
+                               images_seen=images_seen, n_params=n_params, world_size=world,
+                               device=str(device), threads_per_process=threads, torch=torch.__version__)
     if main:
         runs.write_summary(out, summary)
     if world > 1:
@@ -339,11 +247,8 @@ def evaluate_run(run_dir, *, data_path=None, device="cpu", batch_size=64):
     """Per-image test PSNRs (numpy) of the run's best weights on the run's test set."""
     from .weights import load_weights
 
-    cfg = {**DEFAULTS, **runs.read_config(run_dir)}
-    if data_path is not None:
-        cfg["data_path"] = data_path
-    x, y = load_data(cfg, "test")
-    model = load_weights(os.path.join(run_dir, "weights.safetensors"), device=device)
+    x, y = training.load_test_set(run_dir, DEFAULTS, data_path)
+    model = load_weights(os.path.join(run_dir, training.WEIGHTS_FILE), device=device)
     values = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):

@@ -555,13 +555,17 @@ def format_table(records):
 def write_json(path, records, config=None, found=None):
     """Write ``{"machine": ..., "config": ..., "records": [...]}`` to ``path`` (``-`` for stdout)."""
     payload = {"machine": machine_info(found), "config": config or {}, "records": records}
-    text = json.dumps(payload, indent=2, default=str)
+    write_text(path, json.dumps(payload, indent=2, default=str))
+    return payload
+
+
+def write_text(path, text):
+    """Print ``text`` (``path`` is ``-``) or write it with a final newline to ``path``."""
     if path == "-":
         print(text)
     else:
         with open(path, "w") as f:
             f.write(text + "\n")
-    return payload
 
 
 # --- command line ----------------------------------------------------------------------------------
@@ -575,7 +579,8 @@ def _int_list(text):
     return values
 
 
-def _name_list(choices):
+def name_list(choices):
+    """An argparse ``type``: comma-separated names, each one of ``choices``, as a tuple."""
     def parse(text):
         values = tuple(v.strip() for v in text.split(",") if v.strip())
         bad = [v for v in values if v not in choices]
@@ -602,9 +607,9 @@ def parse_bytes(text):
 
 def add_arguments(parser):
     """The options of ``ssdops bench`` (shared with ``benchmarks/bench_ops.py``)."""
-    parser.add_argument("--ops", type=_name_list(OPS), default=OPS,
+    parser.add_argument("--ops", type=name_list(OPS), default=OPS,
                         help=f"comma-separated operations (default: all of {','.join(OPS)})")
-    parser.add_argument("--backends", type=_name_list(BACKENDS), default=BACKENDS,
+    parser.add_argument("--backends", type=name_list(BACKENDS), default=BACKENDS,
                         help="comma-separated frameworks; the ones not installed are skipped "
                              "(default: numpy,torch,jax,cupy; every device of each)")
     parser.add_argument("--sizes", type=_int_list, default=DEFAULT_SIZES,

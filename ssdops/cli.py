@@ -20,24 +20,22 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"ssdops {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    bench = commands.add_parser(
-        "bench",
-        help="time SSD apply, filter_step, Perona-Malik and implicit steps per framework and device",
-        description="Time the ssdops kernels on every installed framework (numpy, torch, jax, cupy) and "
-        "device: median ms, effective GB/s, ratio to a memory-copy floor, speed-ups over a scipy.sparse "
-        "CSR baseline and over the generic array-API path. JAX functions are jitted.",
+    subcommands = (
+        ("bench", benchmark,
+         "time SSD apply, filter_step, Perona-Malik and implicit steps per framework and device",
+         "Time the ssdops kernels on every installed framework (numpy, torch, jax, cupy) and "
+         "device: median ms, effective GB/s, ratio to a memory-copy floor, speed-ups over a scipy.sparse "
+         "CSR baseline and over the generic array-API path. JAX functions are jitted."),
+        ("compare", compare,
+         "run the same problems in every framework, device and dtype and check they agree",
+         "Compute the same problems in every installed framework and device, in float32 and "
+         "float64, and compare them with a float64 NumPy/scipy reference. Exits with status 1 when a "
+         "float64 result differs by more than 1e-10 (relative) or a float32 result by more than 1e-4."),
     )
-    benchmark.add_arguments(bench)
-    bench.set_defaults(run=benchmark.run_from_args)
-    comp = commands.add_parser(
-        "compare",
-        help="run the same problems in every framework, device and dtype and check they agree",
-        description="Compute the same problems in every installed framework and device, in float32 and "
-        "float64, and compare them with a float64 NumPy/scipy reference. Exits with status 1 when a "
-        "float64 result differs by more than 1e-10 (relative) or a float32 result by more than 1e-4.",
-    )
-    compare.add_arguments(comp)
-    comp.set_defaults(run=compare.run_from_args)
+    for name, module, help_text, description in subcommands:
+        sub = commands.add_parser(name, help=help_text, description=description)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run_from_args)
     return parser
 
 

@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 
-from .benchmark import machine_info, targets
+from .benchmark import machine_info, name_list, targets, write_text
 
 __all__ = ["FRAMEWORKS", "OPERATIONS", "TOLERANCES", "run", "format_table", "main"]
 
@@ -260,27 +260,16 @@ def summary(records):
     return False, "\n".join(lines)
 
 
-def _name_list(choices):
-    def parse(text):
-        values = tuple(v.strip() for v in text.split(",") if v.strip())
-        bad = [v for v in values if v not in choices]
-        if bad or not values:
-            raise argparse.ArgumentTypeError(f"unknown {bad or text!r}: choose from {', '.join(choices)}")
-        return values
-
-    return parse
-
-
 def add_arguments(parser):
     """The options of ``ssdops compare``."""
     parser.add_argument("--size", type=int, default=64, help="grid side N (a batch of 2 N x N images; default 64)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
-    parser.add_argument("--frameworks", type=_name_list(FRAMEWORKS), default=FRAMEWORKS,
+    parser.add_argument("--frameworks", type=name_list(FRAMEWORKS), default=FRAMEWORKS,
                         help="comma-separated frameworks (default: every installed one of "
                              f"{','.join(FRAMEWORKS)}; 'jax' runs eagerly, 'jax.jit' jitted)")
-    parser.add_argument("--ops", type=_name_list(OPERATIONS), default=OPERATIONS,
+    parser.add_argument("--ops", type=name_list(OPERATIONS), default=OPERATIONS,
                         help=f"comma-separated operations (default: all of {','.join(OPERATIONS)})")
-    parser.add_argument("--dtypes", type=_name_list(DTYPES), default=DTYPES, help="default float32,float64")
+    parser.add_argument("--dtypes", type=name_list(DTYPES), default=DTYPES, help="default float32,float64")
     parser.add_argument("--generic", action="store_true",
                         help="force the generic array-API path (no fast paths from backends/)")
     parser.add_argument("--json", metavar="PATH", help="also write records, verdict and machine info as JSON "
@@ -310,12 +299,7 @@ def run_from_args(args):
             "frameworks": sorted({r["framework"] for r in records}),
             "records": records,
         }
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+        write_text(args.json, json.dumps(payload, indent=2))
     return 0 if passed else 1
 
 
