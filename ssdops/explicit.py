@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from ._array import fast_path, is_traced, namespace, to_numpy, zero_outside
-from .stencils import CENTRE
+from ._array import fast_path, is_traced, namespace, shifted_product, to_numpy, zero_outside
+from .stencils import CENTRE, FIVE_POINT
 
 __all__ = ["explicit_step", "filter_step", "stable_dt", "check_stable_dt"]
 
@@ -82,15 +82,24 @@ def filter_step(u, zeta, dt):
     ...                  ssdops.explicit_step(u, ssdops.ssd_from_filters(zeta), 0.1)))
     True
     """
-    from .operators import ssd_from_filters
-
     xp = namespace(zeta, u)
+    if zeta.ndim < 3 or zeta.shape[-3] != 5:
+        raise ValueError(f"zeta must have shape (..., 5, H, W), got {tuple(zeta.shape)}")
+    if u.ndim < 2 or tuple(u.shape[-2:]) != tuple(zeta.shape[-2:]):
+        raise ValueError(
+            f"image of shape {tuple(u.shape)} does not match the operator's grid {tuple(zeta.shape[-2:])} "
+            f"(zeta of shape {tuple(zeta.shape)})"
+        )
     fast = fast_path("filter_step", xp)
-    # A fused kernel never needs the diagonals dt * zeta: only build them (and validate shapes through
-    # the operator) on the generic path.
-    if fast is not None and zeta.ndim >= 3 and zeta.shape[-3] == 5 and u.ndim >= 2 \
-            and tuple(u.shape[-2:]) == tuple(zeta.shape[-2:]):
+    if fast is not None:
         return fast(u, zeta, dt)
-    op = ssd_from_filters(zeta, dt)
-    op._check_image(u)
-    return u + op @ u
+    return filter_step_generic(xp, u, zeta, dt)
+
+
+def filter_step_generic(xp, u, zeta, dt):
+    """Reference :func:`filter_step`: ``u + dt (sum_{k<5} z_k u(. + o_k) - z_5 u)``, products only over
+    in-grid neighbours; the diagonals ``dt * zeta`` are never formed."""
+    s = -zeta[..., 4, :, :] * u
+    for k, offset in enumerate(FIVE_POINT[:4]):
+        s = s + shifted_product(xp, zeta[..., k, :, :], u, offset)
+    return u + dt * s

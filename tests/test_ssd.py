@@ -594,6 +594,30 @@ def test_ssd_from_filters_matches_authors_shift_code(xp, grid, dtype_name, seed,
     assert_close(op @ u_x, expected - u, dtype_name, scale=5)
 
 
+@property_test(grid=grid_st, dtype_name=dtype_st, seed=seed_st, dt=st.sampled_from([0.1, 0.2, 1.0]),
+               batches=st.sampled_from(BATCH_PAIRS), dt_array=st.booleans())
+def test_filter_step_matches_authors_shift_code(xp, grid, dtype_name, seed, dt, batches, dt_array):
+    zbatch, ubatch = batches
+    rng = np.random.default_rng(seed)
+    zeta = rounded(rng.uniform(-1, 1, zbatch + (5,) + tuple(grid)), dtype_name)
+    u = rounded(rng.uniform(-1, 1, ubatch + tuple(grid)), dtype_name)
+    u_x = asarray(xp, u, dtype_name)
+    step = asarray(xp, np.asarray(dt), dtype_name) if dt_array else dt
+    got = ssdops.filter_step(u_x, asarray(xp, zeta, dtype_name), step)
+    check_like(got, u_x)
+    assert_close(got, authors_step(u, zeta, dt), dtype_name, scale=5)
+
+
+def test_filter_step_rejects_bad_shapes(xp):
+    u = asarray(xp, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match=r"zeta must have shape \(\.\.\., 5, H, W\)"):
+        ssdops.filter_step(u, asarray(xp, np.zeros((4, 3, 4))), 0.1)
+    with pytest.raises(ValueError, match="does not match the operator's grid"):
+        ssdops.filter_step(u, asarray(xp, np.zeros((5, 4, 3))), 0.1)
+    with pytest.raises(TypeError, match="mixed"):
+        ssdops.filter_step(u, asarray(xp, np.zeros((5, 3, 4)), "float32"), 0.1)
+
+
 # --------------------------------------------------------------------------- explicit_step
 
 
