@@ -7,7 +7,9 @@ Three implementations of the same model in one run, on the same inputs:
 - ``torch-compile``: the same model through ``torch.compile`` (if compilation fails the row says so and
   the run goes on);
 - ``jax``:           ``diffnet_jax.DiffNet`` with ``diffnet_jax.train.Trainer``: one ``jax.jit``-compiled
-  step (optax Adam), parameters donated.
+  step (optax Adam), parameters donated;
+- ``torch-unet``:    the U-Net baseline (``diffnet_torch.unet.UNet``, 34.5 M parameters), eager, for the
+  DiffNet / U-Net comparison (not in the default list: slow on a CPU).
 
 The default is the paper's configuration: 5 layers (K = 4, 32 channels), 96 x 96 images, batch 16, float32.
 Each implementation first runs ``--warmup`` steps (compilation, allocator), then ``--repeats`` samples of
@@ -37,6 +39,7 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 
 FRAMEWORKS = ("torch-eager", "torch-compile", "jax")
+OPTIONAL = ("torch-unet",)
 
 
 def _samples(run_steps, sync, *, warmup, repeats, steps):
@@ -52,7 +55,7 @@ def _samples(run_steps, sync, *, warmup, repeats, steps):
     return times
 
 
-def bench_torch(x, y, args, *, compiled):
+def bench_torch(x, y, args, *, compiled, unet=False):
     import torch
 
     try:
@@ -64,7 +67,12 @@ def bench_torch(x, y, args, *, compiled):
     device = torch.device("cuda" if args.device in ("cuda", "gpu") or (args.device == "auto" and torch.cuda.is_available())
                           else "cpu")
     torch.manual_seed(0)
-    model = diffnet_torch.DiffNet(n_layers=args.layers, depth=args.depth, width=args.width).to(device)
+    if unet:
+        from diffnet_torch.unet import UNet
+
+        model = UNet().to(device)
+    else:
+        model = diffnet_torch.DiffNet(n_layers=args.layers, depth=args.depth, width=args.width).to(device)
     net = model
     if compiled:
         if not args.verbose:
@@ -144,7 +152,7 @@ def run(args):
             if fw == "jax":
                 res = bench_jax(x, y, args)
             else:
-                res = bench_torch(x, y, args, compiled=(fw == "torch-compile"))
+                res = bench_torch(x, y, args, compiled=(fw == "torch-compile"), unet=(fw == "torch-unet"))
         except ImportError as err:
             res = {"status": f"skipped: {err}"}
         except Exception as err:  # noqa: BLE001
@@ -180,7 +188,7 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma-separated subset of {FRAMEWORKS}")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma-separated subset of {FRAMEWORKS + OPTIONAL}")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda/gpu")
     p.add_argument("--warmup", type=int, default=3, help="steps before timing")
     p.add_argument("--repeats", type=int, default=7, help="timed samples (the median is reported)")
@@ -191,9 +199,9 @@ def main(argv=None):
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    unknown = set(args.frameworks) - set(FRAMEWORKS)
+    unknown = set(args.frameworks) - set(FRAMEWORKS + OPTIONAL)
     if unknown:
-        p.error(f"unknown frameworks {sorted(unknown)}; choose from {FRAMEWORKS}")
+        p.error(f"unknown frameworks {sorted(unknown)}; choose from {FRAMEWORKS + OPTIONAL}")
     if args.quick:
         args.layers, args.image_size, args.batch = 2, 32, 4
         args.warmup, args.repeats, args.steps = 1, 3, 2
