@@ -11,7 +11,7 @@ common=(--data natural --image-size 96 --test-size 100 --batch-size 16 --threads
 case "${1:-}" in
 deconvolution)
     diffnet-torch train --model diffnet --task deconvolution --data disks --train-size 1024 --test-size 128 \
-        --image-size 64 --epochs 14 --layers 3 --lr 4e-4 --lr-final 1e-6 --time-budget 600 --threads 1 \
+        --image-size 64 --epochs 14 --layers 3 --lr 2e-3 --lr-final 2e-5 --time-budget 600 --threads 1 \
         --quiet --out "$out/disks_deconvolution_600s" &
     diffnet-torch train --model diffnet --task pm-inverse --data natural --exclude camera --noise 0.01 \
         --train-size 2048 --test-size 128 --image-size 64 --epochs 6 --lr 2e-3 --lr-final 4e-6 --layers 5 \
