@@ -14,7 +14,7 @@
      ground truth used);
    - **DiffNet** with the shipped weights ``diffnet_torch/weights/natural_pm_inverse.safetensors``
      (5 layers, K = 4, 101,310 parameters; trained on CPU on natural patches, see
-     ``benchmarks/train_diffnet_torch.md``).
+     ``benchmarks/RESULTS.md``).
 
 Writes ``demo.png`` (images, residuals) and prints the PSNR table.
 """
