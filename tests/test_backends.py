@@ -280,7 +280,8 @@ def test_torch_gradients_reduce_over_broadcast_axes(torch):
 
 @pytest.mark.slow
 def test_torch_compile_fullgraph(torch):
-    """``filter_step`` (forward and backward) and an SSD product compile without graph breaks.
+    """``filter_step`` (forward and backward), an SSD product and a DiffNet layer compile without graph
+    breaks.
 
     ``SSD @ u`` itself cannot: torch 2.13's dynamo has no ``@`` between a user class and a tensor
     (pytorch PR #189585 adds it), so the product is compiled as ``op.matvec(u)``.
@@ -298,6 +299,14 @@ def test_torch_compile_fullgraph(torch):
     product = torch.compile(lambda d, u: ssdops.SSD(d, NINE).matvec(u), fullgraph=True)
     d = torch.randn(9, 6, 7)
     assert_close(product(d, u), apply_generic(array_api_compat.array_namespace(u), d, NINE, u), "float32")
+    # A whole DiffNet layer (filter estimator + update) compiles in one graph, forward and backward.
+    diffnet_torch = pytest.importorskip("diffnet_torch")
+    layer = diffnet_torch.DiffusionLayer()
+    image = torch.rand(2, 1, 6, 7)
+    compiled = torch.compile(layer, fullgraph=True)(image)
+    compiled.sum().backward()
+    assert_close(compiled, layer(image), "float32")
+    assert layer.dt.grad is not None
 
 
 @pytest.mark.gpu
