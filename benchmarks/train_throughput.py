@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Training throughput of DiffNet: images/s of one training step (forward + backward + Adam update).
 
-Three implementations of the same model in one run, on the same inputs:
+Three implementations of the same model in one run, on the same inputs, each timed through the step its
+trainer runs in training (``TorchTrainer.step`` / ``JaxTrainer.step``: the batch's host-to-device copy, the
+update and the finiteness check, which is left on the device):
 
-- ``torch-eager``:   ``diffnet_torch.DiffNet``, ``torch.optim.Adam``, eager mode;
-- ``torch-compile``: the same model through ``torch.compile`` (if compilation fails the row says so and
-  the run goes on);
-- ``jax``:           ``diffnet_jax.DiffNet`` with ``diffnet_jax.train.Trainer``: one ``jax.jit``-compiled
+- ``torch-eager``:   ``diffnet_torch.DiffNet`` in ``diffnet_torch.trainer.TorchTrainer`` (``torch.optim.Adam``),
+  eager mode;
+- ``torch-compile``: the same trainer with its network through ``torch.compile`` (if compilation fails the
+  row says so and the run goes on);
+- ``jax``:           ``diffnet_jax.DiffNet`` in ``diffnet_jax.trainer.JaxTrainer``: one ``jax.jit``-compiled
   step (optax Adam), parameters donated;
-- ``torch-unet``:    the U-Net baseline (``diffnet_torch.unet.UNet``, 34.5 M parameters), eager, for the
+- ``torch-unet``:    the U-Net baseline (``diffnet_torch.unet.UNet``, 34.5 M parameters) in the same trainer, for the
   DiffNet / U-Net comparison (not in the default list: slow on a CPU).
 
 The default is the paper's configuration: 5 layers (K = 4, 32 channels), 96 x 96 images, batch 16, float32.
@@ -59,41 +62,30 @@ def bench_torch(x, y, args, *, compiled, unet=False):
     import torch
 
     try:
-        import diffnet_torch
+        from diffnet_torch.trainer import TorchTrainer
     except ImportError as err:
         return {"status": f"skipped: diffnet_torch not importable ({err})"}
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device in ("cuda", "gpu") or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    torch.manual_seed(0)
-    if unet:
-        from diffnet_torch.unet import UNet
+    from ssdops.diffnet.config import RunConfig
 
-        model = UNet().to(device)
-    else:
-        model = diffnet_torch.DiffNet(n_layers=args.layers, depth=args.depth, width=args.width).to(device)
-    net = model
+    config = RunConfig(model="unet" if unet else "diffnet", device={"gpu": "cuda"}.get(args.device, args.device),
+                       batch_size=len(x), threads=args.threads, layers=args.layers, depth=args.depth, width=args.width,
+                       lr=1e-4)
+    trainer = TorchTrainer(config)
+    trainer.start(config, config.model_config(x.shape[-2:]), total_steps=1)
+    device = trainer.device
     if compiled:
         if not args.verbose:
             import warnings
 
             warnings.filterwarnings("ignore", message=".*Dynamo detected.*")
         try:
-            net = torch.compile(model)
+            trainer.net = torch.compile(trainer.model)
         except Exception as err:  # noqa: BLE001
             return {"status": f"failed: torch.compile: {type(err).__name__}: {err}", "device": str(device)}
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    xb = torch.from_numpy(x).to(device)
-    yb = torch.from_numpy(y).to(device)
 
     def run_steps(n):
         for _ in range(n):
-            out = net(xb)
-            loss = torch.mean((out - yb) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            trainer.step(x, y, 1e-4)
 
     def sync():
         if device.type == "cuda":
@@ -118,17 +110,17 @@ def bench_jax(x, y, args):
     import jax
 
     import diffnet_jax
-    from diffnet_jax.train import Trainer, select_devices
+    from diffnet_jax.trainer import JaxTrainer, select_devices
 
     device = select_devices(args.device if args.device != "cuda" else "gpu", 1)[0]
     model = diffnet_jax.DiffNet(n_layers=args.layers, depth=args.depth, width=args.width, key=jax.random.PRNGKey(0))
-    trainer = Trainer(model, lr=1e-4, lr_final=1e-4, total_steps=1, devices=[device], batch_size=len(x))
-    first = trainer.compile(x, y)
-    xb, yb, wb = trainer.put_batch(x, y, np.arange(len(x)), len(x))
+    trainer = JaxTrainer(devices=[device], batch_size=len(x))
+    trainer.set_model(model)
+    first = trainer.warm_up(x, y)
 
     def run_steps(n):
         for _ in range(n):
-            trainer.step(xb, yb, wb)
+            trainer.step(x, y, 1e-4)
 
     def sync():
         jax.block_until_ready(trainer.params)
@@ -188,7 +180,8 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"comma-separated subset of {FRAMEWORKS + OPTIONAL}")
+    p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                   help=f"comma-separated subset of {FRAMEWORKS + OPTIONAL}")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda/gpu")
     p.add_argument("--warmup", type=int, default=3, help="steps before timing")
     p.add_argument("--repeats", type=int, default=7, help="timed samples (the median is reported)")
@@ -223,7 +216,8 @@ def main(argv=None):
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:
                 json.dump(records, f, indent=2)
-    return 0 if all(not r["status"].startswith("failed") or r["framework"] == "torch-compile" for r in records) else 1
+    ok = all(not r["status"].startswith("failed") or r["framework"] == "torch-compile" for r in records)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

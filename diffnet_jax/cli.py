@@ -1,7 +1,9 @@
-"""``diffnet-jax``: train and evaluate DiffNet in JAX (flags, outputs and files as ``diffnet-torch``).
+"""``diffnet-jax``: train and evaluate DiffNet in JAX (the flags, outputs and files of ``diffnet-torch``,
+except ``--model unet``, which only ``diffnet-torch`` has, and ``--devices``, which only this one has).
 
     diffnet-jax train --model diffnet --task pm-inverse --data natural --noise 0.01 --epochs 5 --out runs/a
     diffnet-jax train --out runs/a --resume
+    diffnet-jax train --ndim 3 --data balls --task deconvolution --out runs/volumes     # 3-D: Conv3d, 7 maps
     diffnet-jax train ... --devices 2            # data parallel over 2 devices (batch sharded, params replicated)
     diffnet-jax evaluate runs/a [--json]
 
@@ -10,44 +12,31 @@ A run directory written by ``diffnet-jax`` has the same files as one written by 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ssdops import training
+from ssdops.diffnet import cli_common
 
-from .train import DEFAULTS, MODELS
-
-
-def _devices_argument(p):
-    p.add_argument("--devices", type=int, default=None, help="data parallel over the first N devices "
-                   "(default: all devices of the platform)")
+from .trainer import MODELS
 
 
-def _train_parser(sub):
-    p = sub.add_parser("train", help="train a model; writes config.json, metrics.csv, checkpoint, weights, summary")
-    training.add_train_arguments(p, models=MODELS, batch_help="per device",
-                                 device_help="auto (JAX's default platform), cpu, gpu/cuda, tpu",
-                                 threads_help="accepted for compatibility with diffnet-torch; "
-                                 "XLA chooses its own CPU threads", extra=_devices_argument)
+def build_parser():
+    """The ``diffnet-jax`` parser; returns ``(parser, train sub-parser, evaluate sub-parser)``."""
+    parser, _, train, evaluate = cli_common.build_parser("diffnet-jax", __doc__, models=MODELS,
+                                                         evaluate_device="auto")
+    return parser, train, evaluate
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="diffnet-jax", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    training.add_evaluate_arguments(sub.add_parser("evaluate", help="mean / std test PSNR of a run's best weights"),
-                                    device="auto")
+    parser, train_parser, evaluate_parser = build_parser()
     args = parser.parse_args(argv)
-
     if args.command == "train":
-        from .train import train
+        from .trainer import JaxTrainer
 
-        return training.train_command(args, DEFAULTS, train)
+        return cli_common.train_command(train_parser, args, JaxTrainer)
     if args.command == "evaluate":
-        from .train import evaluate_run
+        from .trainer import evaluate_run
 
-        return training.evaluate_command(args, evaluate_run)
+        return cli_common.evaluate_command(evaluate_parser, args, evaluate_run)
     return 1
 
 

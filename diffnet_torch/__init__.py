@@ -1,13 +1,15 @@
 """DiffNet in PyTorch (Arridge & Hauptmann, JMIV 2019) on top of ssdops.
 
-Models (:mod:`.models`, :mod:`.unet`), safetensors weights shared with ``diffnet_jax`` (:mod:`.weights`),
-training with checkpoints / resume / DDP (:mod:`.train`), figures (:mod:`.figures`), a one-minute demo with
-shipped weights (:mod:`.demo`) and the ``diffnet-torch`` command line (:mod:`.cli`).
+Models and their weight files (:mod:`.models`, :mod:`.unet`; the format is :mod:`ssdops.diffnet.format`,
+shared with ``diffnet_jax``), the PyTorch trainer of the shared epoch loop with DDP (:mod:`.trainer`),
+figures (:mod:`.figures`), a one-minute demo with shipped weights (:mod:`.demo`) and the ``diffnet-torch``
+command line (:mod:`.cli`).
 """
+from ssdops.diffnet.format import WEIGHTS_FORMAT as FORMAT
+
 from .models import (DiffNet, DiffusionLayer, FilterEstimator, LinearDiffusionLayer, LinearDiffusionNet,
-                     build_model, count_parameters)
+                     build_model, count_parameters, load_weights, save_weights)
 from .unet import PAPER_UNET_PARAMETERS, UNet
-from .weights import FORMAT, load_weights, save_weights
 
 __all__ = [
     "FORMAT",

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 import ssdops
-from ssdops.datasets import PM_ARGS
+from ssdops.diffnet.data import PAPER_PM_ARGS
 
 __all__ = ["SHIPPED_WEIGHTS", "camera", "demo", "tikhonov_pm_inverse"]
 
@@ -53,7 +53,7 @@ def _backward_grad2(u):
     return (u - up) ** 2 + (u - left) ** 2
 
 
-def tikhonov_pm_inverse(y, noise_std, *, alphas=None, smooth=1.0, pm_args=PM_ARGS, maxiter=100):
+def tikhonov_pm_inverse(y, noise_std, *, alphas=None, smooth=1.0, pm_args=PAPER_PM_ARGS, maxiter=100):
     """Linearised Tikhonov inversion of the Perona-Malik forward model; returns ``(x, alpha, table)``.
 
     ``A = (I + dt L(gamma))^steps`` with ``gamma = g(|grad y_s|^2, lam)`` frozen at the data smoothed by a
@@ -92,12 +92,12 @@ def demo(out="diffnet-demo", size=256, noise=0.01, weights=None, seed=0, log=pri
     import torch
 
     from .figures import _plt
-    from .weights import load_weights
+    from .models import load_weights
 
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))
     x = camera(size)
-    clean = ssdops.perona_malik(x, **PM_ARGS)
+    clean = ssdops.perona_malik(x, **PAPER_PM_ARGS)
     y = ssdops.add_noise(clean, noise, rng=seed) if noise else clean
     noise_std = noise * float(np.abs(clean).max())
 

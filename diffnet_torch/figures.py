@@ -6,7 +6,8 @@
 - ``smoothing.png``: the smoothing part sum(zeta_1..zeta_4) - zeta_5 per layer (paper Fig. 11).
 
 The last three need a diffusion network (DiffNet; for the linear network the learned diagonals are shown
-in place of zeta); the U-Net gets ``results.png`` only.
+in place of zeta); the U-Net gets ``results.png`` only. A 3-D run (volumes) is shown by its central slice
+along the first axis, with the seven maps zeta_1..zeta_7 (``ssdops.SEVEN_POINT`` order).
 """
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ import numpy as np
 
 __all__ = ["fft_figure", "results_figure", "run_figures", "smoothing_figure", "zeta_figure"]
 
-ZETA_NAMES = ("zeta1 up", "zeta2 left", "zeta3 down", "zeta4 right", "zeta5 centre")
+#: The filter maps' names per grid dimension (FIVE_POINT / SEVEN_POINT order: -e1..-ed, +e1..+ed, centre).
+ZETA_NAMES = {
+    2: ("zeta1 up", "zeta2 left", "zeta3 down", "zeta4 right", "zeta5 centre"),
+    3: ("zeta1 previous slice", "zeta2 up", "zeta3 left", "zeta4 next slice", "zeta5 down", "zeta6 right",
+        "zeta7 centre"),
+}
 
 
 def _plt():
@@ -73,13 +79,14 @@ def fft_figure(images, labels, path):
     return path
 
 
-def zeta_figure(zetas, path, names=ZETA_NAMES):
-    """``zetas``: list over layers of ``(5, H, W)``; one row per layer, symmetric colour scale per row."""
+def zeta_figure(zetas, path, names=ZETA_NAMES[2]):
+    """``zetas``: list over layers of ``(m, H, W)`` (m maps named ``names``); one row per layer, a symmetric
+    colour scale per map."""
     plt = _plt()
-    k = len(zetas)
-    fig, axes = plt.subplots(k, 5, figsize=(11, 2.3 * k), squeeze=False)
+    k, m = len(zetas), len(names)
+    fig, axes = plt.subplots(k, m, figsize=(2.2 * m, 2.3 * k), squeeze=False)
     for i, z in enumerate(zetas):
-        for j in range(5):
+        for j in range(m):
             v = float(np.abs(z[j]).max()) or 1.0
             im = _show(axes[i, j], z[j], f"layer {i + 1}: {names[j]}", cmap="RdBu_r", vmin=-v, vmax=v)
             fig.colorbar(im, ax=axes[i, j], fraction=0.046)
@@ -90,12 +97,13 @@ def zeta_figure(zetas, path, names=ZETA_NAMES):
 
 
 def smoothing_figure(zetas, path):
-    """The smoothing part ``sum(zeta_1..zeta_4) - zeta_5`` per layer (row sums of W/dt)."""
+    """The smoothing part ``sum(neighbour maps) - centre map`` per layer (row sums of W/dt): in 2-D
+    ``sum(zeta_1..zeta_4) - zeta_5``."""
     plt = _plt()
     k = len(zetas)
     fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 2.8), squeeze=False)
     for i, z in enumerate(zetas):
-        s = z[:4].sum(axis=0) - z[4]
+        s = z[:-1].sum(axis=0) - z[-1]
         v = float(np.abs(s).max()) or 1.0
         im = _show(axes[0, i], s, f"layer {i + 1}: mean|S| {np.abs(s).mean():.3g}", cmap="RdBu_r", vmin=-v, vmax=v)
         fig.colorbar(im, ax=axes[0, i], fraction=0.046)
@@ -105,37 +113,48 @@ def smoothing_figure(zetas, path):
     return path
 
 
+def _central_slice(a):
+    """The central slice ``(..., H, W)`` along the first grid axis of volumes ``(..., D, H, W)``: what the
+    figures draw of a 3-D run."""
+    return a[..., a.shape[-3] // 2, :, :]
+
+
 def run_figures(run_dir, *, out=None, index=0, n_results=4, data_path=None):
-    """Write the figures of a run directory (best weights, its test set); returns the PNG paths."""
+    """Write the figures of a run directory (best weights, its test set); returns the PNG paths. A 3-D run
+    is drawn by the central slice of each volume."""
     import torch
 
-    from ssdops import runs
+    from ssdops.diffnet import runs
+    from ssdops.diffnet.config import RunConfig
+    from ssdops.diffnet.data import load_data
 
-    from .train import DEFAULTS, load_data
-    from .weights import load_weights
+    from .models import load_weights
 
-    cfg = {**DEFAULTS, **runs.read_config(run_dir)}
+    config = RunConfig.from_dict(runs.read_config(run_dir))
     if data_path is not None:
-        cfg["data_path"] = data_path
-    cfg["test_size"] = max(min(cfg["test_size"], max(n_results, index + 1)), 1)
-    x, y = load_data(cfg, "test")
-    model = load_weights(os.path.join(run_dir, "weights.safetensors"))
+        config = config.replace(data_path=data_path)
+    config = config.replace(test_size=max(min(config.test_size, max(n_results, index + 1)), 1))
+    x, y = load_data(config, "test")
+    model = load_weights(os.path.join(run_dir, runs.WEIGHTS_FILE))
+    ndim = x.ndim - 2
+    image = _central_slice if ndim == 3 else np.asarray   # what is drawn of an (..., *grid) array
     out = out or os.path.join(run_dir, "figures")
     os.makedirs(out, exist_ok=True)
     paths = []
     with torch.no_grad():
         xt = torch.from_numpy(x[:n_results])
         pred = model(xt).numpy()
-        paths.append(results_figure(x[:n_results, 0], pred[:, 0], y[:n_results, 0], os.path.join(out, "results.png")))
+        paths.append(results_figure(image(x[:n_results, 0]), image(pred[:, 0]), image(y[:n_results, 0]),
+                                    os.path.join(out, "results.png")))
         if hasattr(model, "trace"):
             recs = model.trace(torch.from_numpy(x[index : index + 1]))
-            imgs = [x[index, 0]] + [_np(r["output"])[0, 0] for r in recs] + [y[index, 0]]
+            imgs = [image(x[index, 0])] + [image(_np(r["output"])[0, 0]) for r in recs] + [image(y[index, 0])]
             labels = ["input"] + [f"F{k + 1}" for k in range(len(recs))] + ["target"]
             paths.append(fft_figure(imgs, labels, os.path.join(out, "fft.png")))
             key = "zeta" if "zeta" in recs[0] else "diagonals"
-            zetas = [_np(r[key])[0] if key == "zeta" else _np(r[key]) for r in recs]
+            zetas = [image(_np(r[key])[0] if key == "zeta" else _np(r[key])) for r in recs]
             if key == "diagonals":  # L_dt(gamma) diagonals: centre is -sum gamma; show in zeta convention
-                zetas = [np.concatenate([z[:4], -z[4:]]) for z in zetas]
-            paths.append(zeta_figure(zetas, os.path.join(out, "zeta.png")))
+                zetas = [np.concatenate([z[:-1], -z[-1:]]) for z in zetas]
+            paths.append(zeta_figure(zetas, os.path.join(out, "zeta.png"), ZETA_NAMES[ndim]))
             paths.append(smoothing_figure(zetas, os.path.join(out, "smoothing.png")))
     return paths

@@ -1,4 +1,4 @@
-"""Array-API plumbing shared by every module: namespaces, devices, dtypes and zero-filled shifts.
+"""Array-API plumbing shared by every module: namespaces, devices, dtypes, host reads.
 
 Public functions take arrays from any library; they call :func:`namespace` once at the boundary and pass
 ``xp`` to private helpers. Nothing here copies data to the host except :func:`to_numpy`, which says so.
@@ -8,9 +8,16 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from array_api_compat import array_namespace, device, is_cupy_array, is_torch_array
+from array_api_compat import (
+    array_namespace,
+    device,
+    is_cupy_array,
+    is_dask_array,
+    is_jax_array,
+    is_torch_array,
+)
 
-__all__ = ["namespace", "to_numpy"]
+__all__ = ["MIN_ARRAY_API_VERSION", "is_traced", "like_namespace", "namespace", "to_numpy"]
 
 
 def namespace(*arrays):
@@ -18,7 +25,8 @@ def namespace(*arrays):
 
     Raises TypeError when the arrays come from different libraries, or are not floating point; ValueError
     when they live on different devices; TypeError when their floating dtypes differ (no silent promotion:
-    build operators with ``like=`` to match an image's dtype).
+    build operators with ``like=`` to match an image's dtype); TypeError when the library implements a
+    version of the array API standard older than :data:`MIN_ARRAY_API_VERSION`.
     """
     arrays = [a for a in arrays if a is not None]
     try:
@@ -26,6 +34,7 @@ def namespace(*arrays):
     except TypeError as err:
         libs = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in arrays})
         raise TypeError(f"mixed array libraries in one call: {', '.join(libs)} ({err})") from None
+    _check_version(xp)
     first = arrays[0]
     for a in arrays:
         if not xp.isdtype(a.dtype, "real floating"):
@@ -51,90 +60,92 @@ def like_namespace(like):
 
 
 def to_numpy(x):
-    """Copy ``x`` to a NumPy array on the host (explicitly a host round-trip: for export and analysis)."""
+    """Copy ``x`` to a NumPy array on the host (explicitly a host round-trip: for export and analysis).
+
+    NumPy, PyTorch (bfloat16 widened to float32, exactly), CuPy and JAX arrays are read directly; a dask
+    array is computed (the whole graph behind it runs); any other library through DLPack. A library that
+    cannot give its values to NumPy raises TypeError naming it and the ssdops function that needed them.
+    """
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)
     if is_torch_array(x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == sys.modules["torch"].bfloat16 else x).numpy()
     if is_cupy_array(x):
         return x.get()
-    return np.from_dlpack(x)
+    if is_jax_array(x):
+        return np.asarray(x)
+    if is_dask_array(x):
+        return np.asarray(x.compute())
+    try:
+        return np.from_dlpack(x)
+    except (AttributeError, TypeError, BufferError, RuntimeError) as err:
+        library = type(x).__module__.split(".")[0]
+        raise TypeError(
+            f"{_public_caller()} needs to read a {library} array on the host, and NumPy cannot import "
+            f"{library}'s {type(x).__name__} through DLPack ({type(err).__name__}: {err}); convert the "
+            "input to a NumPy, PyTorch, JAX, CuPy or dask array first"
+        ) from err
+
+
+def _public_caller():
+    """``ssdops.<name>`` of the outermost ssdops function on the stack (the one the user called)."""
+    name = "ssdops"
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == "ssdops" or module.startswith("ssdops."):
+            name = f"ssdops.{frame.f_code.co_name}"
+        frame = frame.f_back
+    return name
+
+
+#: The oldest version of the array API standard ssdops works with: 2023.12 added ``minimum`` / ``maximum``
+#: (used by :func:`ssdops.stable_dt`) and ``__dlpack__(max_version=...)``, which ``np.from_dlpack`` calls.
+MIN_ARRAY_API_VERSION = "2023.12"
+_SUPPORTED = set()
+
+
+def _check_version(xp):
+    """TypeError when namespace ``xp`` implements an array API standard older than the minimum (checked
+    once per namespace and version: ``array_api_strict`` can change its version at run time)."""
+    version = getattr(xp, "__array_api_version__", None)
+    # Keyed by the namespace's name, not the module object: torch.compile traces string comparisons only.
+    key = (getattr(xp, "__name__", type(xp).__name__), version)
+    if key in _SUPPORTED:
+        return
+    # Versions are "YYYY.MM" strings: their order is the order of the strings.
+    if version is None or str(version) < MIN_ARRAY_API_VERSION:
+        raise TypeError(
+            f"ssdops needs an array library implementing the array API standard {MIN_ARRAY_API_VERSION} "
+            f"or later; {getattr(xp, '__name__', xp)} implements {version or 'no stated version'} "
+            "(upgrade the library, or for array_api_strict set api_version='2023.12' or later)"
+        )
+    _SUPPORTED.add(key)
 
 
 def is_traced(x) -> bool:
-    """True for a JAX tracer: its values are unknown, so value checks must be skipped."""
+    """Whether the values behind ``x`` cannot (or must not) be read on the host, so value checks that need
+    them (``check_finite``, stability limits, ``lam > 0``, a Krylov loop's convergence test) are skipped.
+
+    True for
+
+    - a JAX tracer (under ``jax.jit``, ``grad``, ``vmap``, ...);
+    - a PyTorch tensor wrapped by a ``torch.func`` transform (``grad``, ``vmap``, ``jvp``, ``jacrev``,
+      ``jacfwd``, ``functional_call`` under them): a functorch wrapper or batched tensor has no storage;
+    - anything at all while a ``torch.func`` transform runs (every tensor computed there is wrapped, even
+      from plain tensors, so no check could read its result);
+    - anything at all, Python numbers included, while ``torch.compile`` traces (a host read would break
+      the graph, and a check on a number would be baked into it).
+
+    Neither framework is imported here: each is asked only when already in ``sys.modules``.
+    """
     jax = sys.modules.get("jax")
-    return jax is not None and isinstance(x, jax.core.Tracer)
-
-
-def fast_path(name, xp):
-    """The kernel registered in ``backends`` for operation ``name`` on ``xp``, or ``None``.
-
-    The core never needs it: without the ``backends`` package every operation runs the generic code.
-    """
-    try:
-        from backends import lookup
-    except ImportError:
-        return None
-    return lookup(name, xp)
-
-
-def zeros(xp, shape, like):
-    return xp.zeros(shape, dtype=like.dtype, device=device(like))
-
-
-def _axis_window(n, step):
-    """Along an axis of length ``n``: the slice of pixels ``i`` whose neighbour ``i + step`` is inside,
-    the slice of those neighbours, and how many pixels lie before and after the first slice."""
-    lo = min(max(0, -step), n)
-    hi = max(n - max(0, step), lo)
-    return slice(lo, hi), slice(lo + step, hi + step) if hi > lo else slice(0, 0), (lo, n - hi)
-
-
-def embed(xp, values, pads):
-    """Surround ``values`` with zeros: ``pads = ((before, after) rows, (before, after) columns)``."""
-    for axis, (before, after) in zip((-2, -1), pads):
-        parts = []
-        for count in (before, after):
-            shape = list(values.shape)
-            shape[axis] = count
-            parts.append(zeros(xp, tuple(shape), values) if count else None)
-        if parts[0] is not None or parts[1] is not None:
-            values = xp.concat([p for p in (parts[0], values, parts[1]) if p is not None], axis=axis)
-    return values
-
-
-def neighbour_window(grid_shape, offset):
-    """Index tuples ``(pixels, neighbours)`` over the pixels whose neighbour at ``offset`` is in the grid,
-    and the zero padding that puts an image of those pixels back on the grid (for :func:`embed`).
-
-    Working on these windows, never on out-of-grid products, keeps a value that points outside the grid
-    out of every result, even an inf or NaN (``inf * 0`` would be NaN).
-    """
-    (rows, rows_n, pad_rows), (cols, cols_n, pad_cols) = (
-        _axis_window(n, step) for n, step in zip(grid_shape, offset)
-    )
-    return (..., rows, cols), (..., rows_n, cols_n), (pad_rows, pad_cols)
-
-
-def shift(xp, x, offset):
-    """``y[..., i, j] = x[..., i + dy, j + dx]``, zero where that pixel is outside the grid."""
-    _, neighbours, pads = neighbour_window(tuple(x.shape[-2:]), offset)
-    return embed(xp, x[neighbours], pads)
-
-
-def zero_outside(xp, x, offset):
-    """``x`` where the pixel's neighbour at ``offset`` is inside the grid, exactly 0 elsewhere."""
-    pixels, _, pads = neighbour_window(tuple(x.shape[-2:]), offset)
-    return embed(xp, x[pixels], pads)
-
-
-def shifted_product(xp, d, u, offset):
-    """``y[..., p] = d[..., p] * u[..., p + offset]`` for in-grid neighbours, 0 elsewhere (broadcasting)."""
-    pixels, neighbours, pads = neighbour_window(tuple(u.shape[-2:]), offset)
-    return embed(xp, d[pixels] * u[neighbours], pads)
-
-
-def sum_over_grid(xp, x):
-    """Sum over the last two (grid) axes."""
-    return xp.sum(x, axis=(-2, -1))
+    if jax is not None and isinstance(x, jax.core.Tracer):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    if torch.compiler.is_compiling() or torch._C._functorch.maybe_current_level() is not None:
+        return True
+    return isinstance(x, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(x)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import numpy as np
 from array_api_compat import device
 
-from ._array import namespace, to_numpy, zero_outside
-from .ssd import SSD, transpose_diagonals
+from ._array import namespace, to_numpy
+from ._kernels import transpose_diagonals, zero_outside
+from ._validate import check_operator
+from .ssd import SSD
 from .stencils import CENTRE
 
 __all__ = ["row_sums", "split_zero_mean", "smoothing_level", "is_symmetric", "spectrum", "spectral_radius"]
@@ -23,6 +25,7 @@ def row_sums(op):
     >>> float(abs(ssdops.row_sums(ssdops.laplacian((4, 4)))).max())
     0.0
     """
+    check_operator(op)
     xp = namespace(op.diagonals)
     ones = xp.ones(op.grid_shape, dtype=op.dtype, device=device(op.diagonals))
     return op @ ones
@@ -50,6 +53,7 @@ def split_zero_mean(op):
 def smoothing_level(op):
     r"""The paper's smoothing level :math:`\alpha = \operatorname{mean}_p |(W\mathbf{1})_p|` (section 6.2),
     per operator: an array of the batch shape."""
+    check_operator(op)
     xp = namespace(op.diagonals)
     return xp.mean(xp.abs(row_sums(op)), axis=(-2, -1))
 
@@ -68,6 +72,7 @@ def is_symmetric(op, *, rtol=None, atol=0.0):
     Entries agree when ``|a - b| <= atol + rtol * max|A|``; ``rtol`` defaults to 100 machine epsilons of
     the dtype. The structural tag ``op.symmetric`` is not consulted. Reads one boolean on the host.
     """
+    check_operator(op)
     xp = namespace(op.diagonals)
     if rtol is None:
         rtol = 100 * float(np.finfo(to_numpy(xp.zeros(1, dtype=op.dtype)).dtype).eps)
@@ -108,6 +113,7 @@ def spectrum(op, k=6, *, which="LM"):
 
     from .sparse import to_scipy
 
+    check_operator(op)
     if which not in _WHICH:
         raise ValueError(f"which must be one of {_WHICH}, got {which!r}")
     A = to_scipy(op, format="csr")

@@ -5,11 +5,16 @@ import math
 
 import numpy as np
 
-from ._array import fast_path, is_traced, to_numpy
+from . import backends
+from ._array import is_traced, to_numpy
+from ._kernels import perona_malik_diagonals
+from ._validate import check_bc, check_image, check_time, is_concrete, plain_scalar, read_scalars
 from .diffusivity import name_of, resolve
 from .explicit import explicit_step
 from .implicit import implicit_step
-from .operators import backward_gradient_norm2, check_bc, check_image, divergence_form, laplacian
+from .operators import laplacian
+from .ssd import SSD
+from .stencils import FIVE_POINT
 from .spectral import apply_laplacian_function
 
 __all__ = ["heat", "perona_malik", "perona_malik_operator", "perona_malik_step"]
@@ -23,8 +28,11 @@ def heat(u0, T, *, bc="neumann", method="exact", steps=None):
 
     ``method="exact"``: :math:`\exp(T L)\,u_0` with :math:`L` = ``laplacian(bc=bc)`` (the matrix exponential,
     by a DCT for Neumann and a DST for Dirichlet; exact to rounding, any T). ``"explicit"`` / ``"implicit"``:
-    ``steps`` forward / backward Euler steps of ``T / steps`` (default: the fewest stable explicit steps,
-    ``ceil(4 T)``); an explicit step above the stability limit 1/4 raises ValueError.
+    ``steps`` forward / backward Euler steps of ``T / steps``; an explicit step above the stability limit 1/4
+    raises ValueError. Default steps: ``ceil(8 T)`` explicit (dt at most 1/8, half the limit, so that every
+    mode is damped: at dt = 1/4 the checkerboard mode keeps its amplitude), ``ceil(4 T)`` implicit.
+    ``T`` must be finite and >= 0 (ValueError; not checked when traced). The result has ``u0``'s dtype,
+    float16 and bfloat16 included (transformed in float32).
 
     Link to Gaussian smoothing (paper section 2.1): the continuous heat equation maps :math:`u_0` to its
     convolution with a Gaussian of standard deviation :math:`\sqrt{2T}`. On the grid, far from the
@@ -43,14 +51,22 @@ def heat(u0, T, *, bc="neumann", method="exact", steps=None):
     check_bc(bc)
     if method not in HEAT_METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {HEAT_METHODS}")
-    if not is_traced(T) and float(to_numpy(T) if hasattr(T, "shape") else T) < 0:
-        raise ValueError(f"T must be >= 0, got {T}")
+    T = plain_scalar(T)
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if is_concrete(T):
+        reading = read_scalars(xp, T)[0]
+        check_time(T, "T", reading=reading)
     if method == "exact":
         return apply_laplacian_function(u0, lambda lam: xp.exp(T * lam), bc=bc)
     if steps is None:
-        steps = max(1, math.ceil(4 * float(T)))
+        if not is_concrete(T):
+            raise TypeError("heat with a traced T needs steps= (the default step count depends on T's value)")
+        # explicit: dt <= 1/8, half the stability limit 1/4, so that the checkerboard mode (eigenvalue
+        # near -8, factor 1 + 8 dt) is damped and not merely kept bounded
+        steps = max(1, math.ceil((8 if method == "explicit" else 4) * reading[1]))
     op = laplacian(tuple(u0.shape[-2:]), bc=bc, like=u0)
-    dt = T / steps
+    dt = T / int(steps)
     u = u0
     for _ in range(int(steps)):
         if method == "explicit":
@@ -97,7 +113,11 @@ def perona_malik(
     diffusivity : str or callable
         A name from :mod:`ssdops.diffusivity` or any ``g(s2, lam)``.
     check_finite : bool
-        Raise ValueError for NaN / inf in ``u0`` (one host read; skipped under ``jax.jit``).
+        Raise ValueError for NaN / inf in ``u0`` (one host read; skipped under ``jax.jit``). The
+        semi-implicit scheme's solves check their input in any case (:func:`ssdops.implicit_step`).
+
+    ``dt`` must be finite and >= 0 and ``lam`` > 0 (ValueError, whatever ``check_stable``; not checked
+    when traced). NumPy scalars are taken as Python floats (a float32 image stays float32).
 
     Examples
     --------
@@ -112,10 +132,13 @@ def perona_malik(
     g = resolve(diffusivity)
     if scheme not in PM_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}: use one of {PM_SCHEMES}")
-    if not is_traced(lam) and not float(lam) > 0:
-        raise ValueError(f"lam must be > 0, got {lam}")
+    lam = plain_scalar(lam)
+    _check_lam(lam)
     if int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps}")
+    dt = plain_scalar(dt)
+    if is_concrete(dt):
+        check_time(dt, "dt", reading=read_scalars(xp, dt)[0])
     if check_finite and not is_traced(u0) and not bool(to_numpy(xp.all(xp.isfinite(u0)))):
         raise ValueError("u0 contains NaN or inf (pass check_finite=False to skip this check)")
     step = perona_malik_step if scheme == "explicit" else _semi_implicit_step
@@ -137,8 +160,11 @@ def perona_malik_operator(u, *, lam, diffusivity="perona_malik", bc="neumann", g
     True
     """
     xp = check_image(u)
+    check_bc(bc, ghost_gamma)
+    lam = plain_scalar(lam)
+    _check_lam(lam)
     g = resolve(diffusivity)
-    return divergence_form(g(backward_gradient_norm2(xp, u, bc), lam), bc=bc, ghost_gamma=ghost_gamma)
+    return SSD(perona_malik_diagonals(xp, u, lam, g, bc, ghost_gamma), FIVE_POINT, symmetric=True)
 
 
 def _semi_implicit_step(u, *, dt, lam, diffusivity, bc, ghost_gamma, tol, maxiter):
@@ -163,15 +189,26 @@ def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", bc="neumann", g
     True
     """
     xp = check_image(u)
+    check_bc(bc, ghost_gamma)
+    lam, dt = plain_scalar(lam), plain_scalar(dt)
+    _check_lam(lam)
     name = name_of(diffusivity)
-    if check_stable and not _surely_stable(name, dt, lam, ghost_gamma):
+    # Traced values cannot be checked (the check is skipped, as in explicit_step): straight to the kernel.
+    traced = any(is_traced(v) for v in (u, dt, lam, ghost_gamma))
+    if check_stable and not traced and not _surely_stable(name, dt, lam, ghost_gamma):
         op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, bc=bc, ghost_gamma=ghost_gamma)
         return explicit_step(u, op, dt, check_stable=True)
-    fast = fast_path("perona_malik_step", xp) if name is not None else None
+    fast = backends.lookup("perona_malik_step", xp) if name is not None else None
     if fast is not None:
-        return fast(u, dt, lam, name, bc, ghost_gamma)
+        return fast(u=u, dt=dt, lam=lam, diffusivity=name, bc=bc, ghost_gamma=ghost_gamma, ndim=2)
     op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, bc=bc, ghost_gamma=ghost_gamma)
     return explicit_step(u, op, dt)
+
+
+def _check_lam(lam):
+    """ValueError unless ``lam > 0`` (skipped for traced values)."""
+    if not is_traced(lam) and not float(to_numpy(lam) if hasattr(lam, "shape") else lam) > 0:
+        raise ValueError(f"lam must be > 0, got {lam}")
 
 
 def _surely_stable(name, dt, lam, ghost_gamma):
@@ -182,4 +219,5 @@ def _surely_stable(name, dt, lam, ghost_gamma):
     if ghost_gamma is not None:
         largest = max(largest, float(ghost_gamma))
     dt = float(to_numpy(dt)) if hasattr(dt, "shape") else float(dt)
-    return 4.0 * dt * largest <= 1.0
+    # A negative or NaN dt is not "surely stable": the full check rejects it.
+    return 0.0 <= 4.0 * dt * largest <= 1.0

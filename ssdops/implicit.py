@@ -16,28 +16,22 @@ iterations. With :math:`x = (I - \Delta t A)^{-1} u` and an output cotangent :ma
 """
 from __future__ import annotations
 
-import warnings
+import math
 
 import numpy as np
+from array_api_compat import device
 
-from ._array import is_traced, namespace, to_numpy
+from . import backends
+from ._array import is_traced, namespace
+from ._errors import ConvergenceError, ConvergenceWarning
+from ._kernels import apply_generic, krylov_solve
+from ._validate import check_operator, check_time, half_precision, is_concrete, plain_scalar, read_scalars
 from .analysis import is_symmetric
-from .solvers import bicgstab, cg
-from .spectral import apply_laplacian_function
-from .ssd import apply_generic, apply_transpose_generic
+from .spectral import apply_laplacian_function, laplacian_eigenvalue_range
 
 __all__ = ["ConvergenceError", "ConvergenceWarning", "implicit_step", "select_method"]
 
 METHODS = ("auto", "spectral", "cg", "bicgstab")
-_KRYLOV = {"cg": cg, "bicgstab": bicgstab}
-
-
-class ConvergenceError(RuntimeError):
-    """An iterative solve stopped before reaching its tolerance."""
-
-
-class ConvergenceWarning(RuntimeWarning):
-    """Issued instead of :class:`ConvergenceError` with ``on_failure="warn"``."""
 
 
 def select_method(op):
@@ -51,7 +45,8 @@ def select_method(op):
     >>> ssdops.select_method(ssdops.divergence_form(np.ones((4, 4))))
     'cg'
     """
-    if op._laplacian is not None:
+    check_operator(op)
+    if op.tags.laplacian is not None:
         return "spectral"
     if op.symmetric is not None:
         return "cg" if op.symmetric else "bicgstab"
@@ -60,109 +55,50 @@ def select_method(op):
     return "cg" if is_symmetric(op) else "bicgstab"
 
 
+#: An explicit ``tol`` below this many machine epsilons of the working dtype raises ValueError: a relative
+#: residual computed in that dtype cannot resolve it (its own rounding is several epsilons).
+TOL_FLOOR_EPS = 4
+
+
 def _default_tol(xp, dtype):
-    return 1e-6 if dtype == xp.float32 else 1e-12
+    """1e-12 in float64, 1e-6 in float32, the dtype's epsilon for float16 / bfloat16 (solved in float32)."""
+    bits = xp.finfo(dtype).bits
+    return 1e-12 if bits >= 64 else 1e-6 if bits == 32 else xp.finfo(dtype).eps
 
 
-def _relative_residual(xp, x, u, diagonals, offsets, dt, transpose=False):
-    """max over images of ||u - (x - dt A x)|| / ||u|| (a Python float; 0 for u = 0 and x = 0)."""
-    apply = apply_transpose_generic if transpose else apply_generic
-    r = u - (x - dt * apply(xp, diagonals, offsets, x))
-    rn = xp.sqrt(xp.sum(r * r, axis=(-2, -1)))
-    un = xp.sqrt(xp.sum(u * u, axis=(-2, -1)))
-    ratio = xp.where(un > 0, rn / xp.where(un > 0, un, xp.ones_like(un)), rn)
-    return float(to_numpy(xp.max(ratio)))
+def _row_abs_sums(xp, diagonals, offsets):
+    """Per pixel the sum of |entries| of its row of A (in-grid entries only: NaN or inf exactly when an
+    in-grid entry is non-finite); its maximum is the infinity norm of A."""
+    ones = xp.ones(tuple(diagonals.shape[-2:]), dtype=diagonals.dtype, device=device(diagonals))
+    return apply_generic(xp, xp.abs(diagonals), offsets, ones)
 
 
-def _report(method, residual, tol, iterations, on_failure):
-    message = (
-        f"implicit_step did not converge: {method} reached a relative residual of {residual:.3g} "
-        f"(tol {tol:g}) after {iterations} iterations; raise maxiter, loosen tol or reduce dt"
-    )
-    if on_failure == "raise":
-        raise ConvergenceError(message)
-    warnings.warn(message, ConvergenceWarning, stacklevel=3)
-
-
-def _krylov_solve(xp, u, diagonals, offsets, dt, settings, transpose=False):
-    """Generic batched solve of (I - dt A) x = u (or with A^T); u and diagonals share the batch shape."""
-    method, tol, maxiter, on_failure, x0 = settings
-    apply = apply_transpose_generic if transpose else apply_generic
-
-    def matvec(x):
-        return x - dt * apply(xp, diagonals, offsets, x)
-
-    x0 = xp.zeros_like(u) if x0 is None else x0 + xp.zeros_like(u)
-    x, info = _KRYLOV[method](xp, matvec, u, x0, tol=tol, maxiter=maxiter)
-    if not info.converged:
-        residual = _relative_residual(xp, x, u, diagonals, offsets, dt, transpose)
-        _report(method, residual, tol, info.iterations, on_failure)
-    return x
-
-
-def _torch_solve(u, diagonals, offsets, dt, settings):
-    import torch
-    from torch.autograd.function import once_differentiable
-
-    xp = namespace(u)
-
-    class ImplicitSolve(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, u, diagonals, dt):
-            x = _krylov_solve(xp, u, diagonals, offsets, dt, settings)
-            ctx.save_for_backward(x, diagonals, dt)
-            return x
-
-        @staticmethod
-        @once_differentiable
-        def backward(ctx, grad_x):
-            x, diagonals, dt = ctx.saved_tensors
-            adjoint_settings = settings[:4] + (None,)
-            w = _krylov_solve(xp, grad_x, diagonals, offsets, dt, adjoint_settings, transpose=True)
-            wanted = ctx.needs_input_grad[1:]
-            grads = [None, None]
-            if any(wanted):
-                with torch.enable_grad():
-                    d = diagonals.detach().requires_grad_(wanted[0])
-                    t = dt.detach().requires_grad_(wanted[1])
-                    r = t * apply_generic(xp, d, offsets, x)
-                    inputs = [v for v, want in zip((d, t), wanted) if want]
-                    found = iter(torch.autograd.grad(r, inputs, w))
-                    grads = [next(found) if want else None for want in wanted]
-            return (w, *grads)
-
-    if not isinstance(dt, torch.Tensor):
-        dt = torch.tensor(dt, dtype=u.dtype, device=u.device)
-    return ImplicitSolve.apply(u, diagonals, dt)
-
-
-def _jax_solve(u, diagonals, offsets, dt, settings):
-    import jax
-    import jax.numpy as jnp
-    from jax.scipy.sparse.linalg import bicgstab as jax_bicgstab
-    from jax.scipy.sparse.linalg import cg as jax_cg
-
-    method, tol, maxiter, on_failure, x0 = settings
-    symmetric = method == "cg"
-    solver = jax_cg if symmetric else jax_bicgstab
-
-    def solve(matvec, b):
-        return solver(matvec, b, tol=tol, atol=0.0, maxiter=maxiter)[0]
-
-    def solve_one(u1, d1, dt):
-        def matvec(x):
-            return x - dt * apply_generic(jnp, d1, offsets, x)
-
-        return jax.lax.custom_linear_solve(
-            matvec, u1, solve, transpose_solve=None if symmetric else solve, symmetric=symmetric
+def _check_values(xp, u, x0, row_sums, dt):
+    """ValueError for NaN / inf in ``u``, ``x0`` or the operator, or a non-finite or negative ``dt``: one
+    host read. Returns the infinity norm of the operator (``None`` without ``row_sums``) and ``dt`` as read."""
+    flags = [xp.all(xp.isfinite(a)) for a in (u, x0) if a is not None]
+    reading = read_scalars(xp, xp.all(xp.stack(flags)), *(() if row_sums is None else (xp.max(row_sums),)), dt)
+    if reading[0][0] != 1:
+        raise ValueError(
+            "u (or x0) contains NaN or inf: implicit_step solves only for finite images (a Krylov solver "
+            "would stop at once and report convergence of garbage)"
         )
+    norm = None
+    if row_sums is not None:
+        norm = reading[1][1]
+        if not math.isfinite(norm):
+            raise ValueError("the operator has NaN or inf entries: (I - dt A) x = u has no meaningful solution")
+    check_time(dt, "dt", reading=reading[-1])
+    return norm, reading[-1][1]
 
-    shape = u.shape
-    K, H, W = diagonals.shape[-3:]
-    x = jax.vmap(solve_one, in_axes=(0, 0, None))(
-        jnp.reshape(u, (-1, H, W)), jnp.reshape(diagonals, (-1, K, H, W)), dt
-    )
-    return jnp.reshape(x, shape)
+
+def _valid_images(xp, u, row_sums, dt):
+    """Per image: finite image and operator, finite ``dt >= 0`` (for traced values, where a check cannot
+    raise: the solution of an invalid image is replaced by NaN, never left as the solver's zeros)."""
+    ok = xp.all(xp.isfinite(u), axis=(-2, -1)) & xp.all(xp.isfinite(row_sums), axis=(-2, -1))
+    if not isinstance(dt, (int, float)):
+        ok = ok & xp.isfinite(dt) & (dt >= 0)
+    return ok
 
 
 def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failure="raise", x0=None):
@@ -174,26 +110,45 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
     op : SSD
         The operator :math:`A`; its batch axes broadcast against ``u``'s.
     dt : float or 0-d array
+        A time step >= 0 (a NumPy scalar is taken as a Python float: it does not promote ``u``'s dtype).
     method : {"auto", "spectral", "cg", "bicgstab"}
         See the module documentation; ``"spectral"`` needs a (scaled) :func:`ssdops.laplacian`.
     tol : float, optional
-        Relative residual :math:`\|u - (I - \Delta t A)x\| / \|u\|` per image; default 1e-6 in float32,
-        1e-12 in float64.
+        Relative residual :math:`\|u - (I - \Delta t A)x\| / \|u\|` per image, judged on the true
+        residual of the returned :math:`x` (one product after the iterations, not the solver's recurrence);
+        default 1e-12 in float64, 1e-6 in float32, the dtype's epsilon in float16 / bfloat16 (which are
+        solved in float32 and rounded back). A ``tol`` below ``TOL_FLOOR_EPS = 4`` epsilons of the working
+        dtype (4.8e-7 in float32) raises ValueError: that dtype cannot measure it.
     maxiter : int, optional
-        Default ``max(100, min(2 H W, 20000))``.
+        Iterations in all (restarts included); default ``max(100, min(2 H W, 20000))``.
     on_failure : {"raise", "warn"}
         Non-convergence raises :class:`ConvergenceError` (or warns :class:`ConvergenceWarning` and returns
-        the last iterate), naming the residual reached.
+        the last iterate), naming the true residual reached.
     x0 : array, optional
         Initial guess (default zero; PyTorch gradients and JAX ignore it).
+
+    Raises
+    ------
+    ValueError
+        For NaN or inf in ``u``, ``x0``, the operator's entries or ``dt``; for ``dt < 0``; for a singular or
+        indefinite spectral system (:math:`1 - \Delta t\,c\,\lambda \le 0` for an eigenvalue
+        :math:`\lambda` of the Laplacian, in closed form); for a ``tol`` below the floor above. One host
+        read per call; skipped for traced values, see the notes.
 
     Notes
     -----
     The Krylov loops run in the array's own namespace and device; each iteration reads one boolean (all
-    images converged?) on the host. Traced JAX values (under ``jit``, ``grad``, ``vmap``) are solved by
-    ``jax.scipy.sparse.linalg.cg`` / ``bicgstab`` under ``jax.lax.custom_linear_solve``, vmapped over the
-    batch; there no convergence check is possible (values are unknown while tracing), so check
-    a result eagerly, or its residual, when it matters.
+    images converged?) on the host. When the recurrence claims convergence but the true residual is above
+    ``tol`` (rounding drift, typical in float32 on large grids), the loop restarts from the iterate. In
+    float32 the attainable residual is about :math:`\epsilon (1 + \Delta t \|A\|_\infty)`
+    :math:`\|x\| / \|u\|`: for very large steps even the default 1e-6 can be out of reach, which
+    :class:`ConvergenceError` reports (use float64).
+
+    Traced JAX values (under ``jit``, ``grad``, ``vmap``) are solved by ``jax.scipy.sparse.linalg.cg`` /
+    ``bicgstab`` under ``jax.lax.custom_linear_solve``, vmapped over the batch; there no check can raise
+    (values are unknown while tracing): an image whose input is not finite, or with ``dt`` not finite or
+    negative, comes back as NaN (never as zeros), a singular or indefinite spectral system as NaN, and no
+    convergence check runs, so check a result eagerly, or its residual, when it matters.
 
     Examples
     --------
@@ -204,38 +159,87 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
     >>> bool(np.allclose(x - 0.5 * (L @ x), u))
     True
     """
-    from array_api_compat import is_torch_array
-
+    check_operator(op)
     xp = op._check_image(u)
+    dt = plain_scalar(dt)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: use one of {METHODS}")
     if on_failure not in ("raise", "warn"):
         raise ValueError(f"on_failure must be 'raise' or 'warn', got {on_failure!r}")
+    if maxiter is not None and (isinstance(maxiter, bool) or int(maxiter) != maxiter or maxiter < 1):
+        raise ValueError(f"maxiter must be a positive integer, got {maxiter!r}")
+    if x0 is not None:
+        namespace(u, x0)
+        np.broadcast_shapes(tuple(x0.shape), tuple(u.shape))
     if method == "auto":
         method = select_method(op)
+    concrete = is_concrete(u, op.diagonals, dt, x0)
     if method == "spectral":
-        if op._laplacian is None:
-            raise ValueError(
-                "method='spectral' solves only with ssdops.laplacian(...) (times a number); "
-                "use 'cg' or 'bicgstab' for this operator"
-            )
-        bc, scale = op._laplacian
-        return apply_laplacian_function(u, lambda lam: 1.0 / (1.0 - (dt * scale) * lam), bc=bc)
+        return _spectral_step(xp, u, op, dt, x0, concrete)
 
     H, W = op.grid_shape
-    tol = _default_tol(xp, u.dtype) if tol is None else float(tol)
+    working = xp.float32 if half_precision(xp, u.dtype) else u.dtype
+    tol = _check_tol(xp, tol, u.dtype, working)
     maxiter = max(100, min(2 * H * W, 20_000)) if maxiter is None else int(maxiter)
     batch = np.broadcast_shapes(tuple(u.shape[:-2]), op.batch_shape)
-    u = xp.broadcast_to(u, batch + (H, W))
-    diagonals = xp.broadcast_to(op.diagonals, batch + tuple(op.diagonals.shape[-3:]))
-    settings = (method, tol, maxiter, on_failure, x0)
-    if any(is_traced(a) for a in (u, diagonals, dt)):
-        return _jax_solve(u, diagonals, op.offsets, dt, settings)
-    if is_torch_array(u):
-        import torch
+    diagonals = op.diagonals
+    if working != u.dtype:
+        u, diagonals = xp.astype(u, working), xp.astype(diagonals, working)
+        x0 = None if x0 is None else xp.astype(x0, working)
+    row_sums = _row_abs_sums(xp, diagonals, op.offsets)
+    if concrete:
+        _check_values(xp, u, x0, row_sums, dt)
+    elif isinstance(dt, (int, float)):
+        check_time(dt, "dt")
+    u_b = xp.broadcast_to(u, batch + (H, W))
+    settings = dict(u=u_b, diagonals=xp.broadcast_to(diagonals, batch + tuple(diagonals.shape[-3:])),
+                    offsets=op.offsets, dt=dt, method=method, tol=tol, maxiter=maxiter, on_failure=on_failure,
+                    x0=x0)
+    solve = backends.lookup("implicit_solve", xp)
+    x = solve(**settings) if solve is not None else krylov_solve(xp, **settings)
+    if not concrete:
+        valid = _valid_images(xp, u_b, xp.broadcast_to(row_sums, batch + (H, W)), dt)
+        x = xp.where(valid[..., None, None], x, xp.full_like(x, math.nan))
+    return xp.astype(x, op.dtype) if x.dtype != op.dtype else x
 
-        if torch.is_grad_enabled() and any(
-            getattr(a, "requires_grad", False) for a in (u, diagonals, dt)
-        ):
-            return _torch_solve(u, diagonals, op.offsets, dt, settings)
-    return _krylov_solve(xp, u, diagonals, op.offsets, dt, settings)
+
+def _check_tol(xp, tol, dtype, working):
+    if tol is None:
+        return _default_tol(xp, dtype)
+    tol = float(tol)
+    floor = TOL_FLOOR_EPS * float(xp.finfo(working).eps)
+    if not tol >= floor:
+        raise ValueError(
+            f"tol={tol:g} is below what a {working} solve can measure ({TOL_FLOOR_EPS} eps = {floor:.2g}): "
+            "loosen tol, or solve in float64"
+        )
+    return tol
+
+
+def _spectral_step(xp, u, op, dt, x0, concrete):
+    """``(I - dt c L)^{-1} u`` by a DCT / DST; ValueError (eager) or NaN (traced) for an invalid system."""
+    if op.tags.laplacian is None:
+        raise ValueError(
+            "method='spectral' solves only with ssdops.laplacian(...) (times a number); "
+            "use 'cg' or 'bicgstab' for this operator"
+        )
+    bc, scale = op.tags.laplacian
+    if concrete:
+        _, dt_value = _check_values(xp, u, x0, None, dt)
+        s = dt_value * scale
+        lowest, highest = laplacian_eigenvalue_range(op.grid_shape, bc)
+        if max(s * lowest, s * highest) >= 1:
+            raise ValueError(
+                f"singular or indefinite system: 1 - dt*c*lambda <= 0 for an eigenvalue lambda in "
+                f"[{lowest:.4g}, {highest:.4g}] of the Laplacian (dt*c = {s:g}); a backward-Euler step needs "
+                "I - dt*A positive definite"
+            )
+    elif isinstance(dt, (int, float)):
+        check_time(dt, "dt")
+
+    def inverse(lam):
+        den = 1.0 - (dt * scale) * lam
+        # Traced values cannot raise: a non-positive factor makes the image NaN (finite garbage otherwise).
+        return xp.where(den > 0, 1.0 / den, xp.full_like(den, math.nan))
+
+    return apply_laplacian_function(u, inverse, bc=bc)

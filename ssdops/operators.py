@@ -17,56 +17,13 @@ from __future__ import annotations
 
 from array_api_compat import device
 
-from ._array import like_namespace, namespace, shift, zero_outside, zeros
-from .ssd import SSD
+from ._array import like_namespace, namespace
+from ._kernels import AXES, divergence_form_diagonals, forward_difference, shift, zero_outside
+from ._validate import check_bc, check_grid, check_grid_shape, check_image, plain_scalar
+from .ssd import SSD, Tags
 from .stencils import FIVE_POINT
 
 __all__ = ["divergence", "divergence_form", "gradient", "laplacian", "ssd_from_filters"]
-
-BOUNDARY_CONDITIONS = ("neumann", "dirichlet")
-
-# The two grid axes with their positive unit offsets, in the order of FIVE_POINT's (up, left, down, right).
-_AXES = ((-2, (1, 0)), (-1, (0, 1)))
-
-
-def check_bc(bc, ghost_gamma=None):
-    if bc not in BOUNDARY_CONDITIONS:
-        raise ValueError(
-            f"unknown boundary condition {bc!r}: supported are {BOUNDARY_CONDITIONS} "
-            "(periodic is out of scope: an SSD matrix has no wrap-around)"
-        )
-    if bc == "neumann" and ghost_gamma is not None:
-        raise ValueError(
-            "ghost_gamma is meaningful only with bc='dirichlet': a Neumann boundary has no boundary face"
-        )
-
-
-def check_image(u, name="u"):
-    xp = namespace(u)
-    if u.ndim < 2:
-        raise ValueError(f"{name} must have shape (..., H, W), got {tuple(u.shape)}")
-    return xp
-
-
-def _faces(xp, gamma, axis, bc, ghost_gamma):
-    """Face diffusivities along ``axis``: shape n + 1 along it, faces 0 and n on the boundary.
-
-    Interior face i (between pixels i - 1 and i) carries the mean of their gamma; a boundary face carries
-    zero (neumann) or the mean of the edge pixel's gamma and the ghost's (dirichlet).
-    """
-    n = gamma.shape[axis]
-    first = gamma[..., :1, :] if axis == -2 else gamma[..., :1]
-    last = gamma[..., n - 1 :, :] if axis == -2 else gamma[..., n - 1 :]
-    head = gamma[..., : n - 1, :] if axis == -2 else gamma[..., : n - 1]
-    tail = gamma[..., 1:, :] if axis == -2 else gamma[..., 1:]
-    interior = (head + tail) / 2
-    if bc == "neumann":
-        lo, hi = zeros(xp, first.shape, gamma), zeros(xp, last.shape, gamma)
-    elif ghost_gamma is None:
-        lo, hi = first, last
-    else:
-        lo, hi = (first + ghost_gamma) / 2, (last + ghost_gamma) / 2
-    return xp.concat([lo, interior, hi], axis=axis)
 
 
 def divergence_form(gamma, *, bc="neumann", ghost_gamma=None):
@@ -96,21 +53,7 @@ def divergence_form(gamma, *, bc="neumann", ghost_gamma=None):
     """
     xp = check_image(gamma, "gamma")
     check_bc(bc, ghost_gamma)
-    H, W = gamma.shape[-2:]
-    diagonals = {}
-    centre = None
-    for axis, (dy, dx) in _AXES:
-        faces = _faces(xp, gamma, axis, bc, ghost_gamma)
-        n = H if axis == -2 else W
-        before = faces[..., :n, :] if axis == -2 else faces[..., :n]  # face towards the previous pixel
-        after = faces[..., 1:, :] if axis == -2 else faces[..., 1:]  # face towards the next pixel
-        # Canonical form: no coefficient for a neighbour outside the grid (the ghost has u = 0).
-        diagonals[(-dy, -dx)] = zero_outside(xp, before, (-dy, -dx))
-        diagonals[(dy, dx)] = zero_outside(xp, after, (dy, dx))
-        axis_centre = before + after
-        centre = axis_centre if centre is None else centre + axis_centre
-    diagonals[(0, 0)] = -centre
-    return SSD(xp.stack([diagonals[o] for o in FIVE_POINT], axis=-3), FIVE_POINT, symmetric=True)
+    return SSD(divergence_form_diagonals(xp, gamma, bc, ghost_gamma), FIVE_POINT, symmetric=True)
 
 
 def laplacian(grid_shape, *, bc="neumann", like=None):
@@ -121,6 +64,7 @@ def laplacian(grid_shape, *, bc="neumann", like=None):
     zero); this one has no face along that axis and keeps zero row sums.
 
     ``like`` is an array whose namespace, dtype and device the result takes (default NumPy float64).
+    ``grid_shape`` must be two integers >= 1 (TypeError / ValueError otherwise).
 
     >>> import ssdops
     >>> ssdops.to_scipy(ssdops.laplacian((3, 3), bc="dirichlet")).diagonal()
@@ -128,18 +72,9 @@ def laplacian(grid_shape, *, bc="neumann", like=None):
     """
     xp, dtype, dev = like_namespace(like)
     check_bc(bc)
-    H, W = (int(n) for n in grid_shape)
-    op = divergence_form(xp.ones((H, W), dtype=dtype, device=dev), bc=bc)
-    op._laplacian = (bc, 1.0)
-    return op
-
-
-def _forward_difference(xp, u, offset, bc):
-    """``u[p + offset] - u[p]``; across the boundary 0 (neumann) or taken against the zero ghost."""
-    diff = shift(xp, u, offset) - u
-    if bc == "neumann":
-        diff = zero_outside(xp, diff, offset)
-    return diff
+    H, W = check_grid_shape(grid_shape)
+    diagonals = divergence_form_diagonals(xp, xp.ones((H, W), dtype=dtype, device=dev), bc, None)
+    return SSD(diagonals, FIVE_POINT, tags=Tags(symmetric=True, laplacian=(bc, 1.0)))
 
 
 def gradient(u, *, bc="neumann"):
@@ -157,7 +92,7 @@ def gradient(u, *, bc="neumann"):
     """
     xp = check_image(u)
     check_bc(bc)
-    return xp.stack([_forward_difference(xp, u, o, bc) for _, o in _AXES], axis=-3)
+    return xp.stack([forward_difference(xp, u, o, bc) for _, o in AXES], axis=-3)
 
 
 def divergence(p, *, bc="neumann"):
@@ -171,25 +106,16 @@ def divergence(p, *, bc="neumann"):
     xp = namespace(p)
     if p.ndim < 3 or p.shape[-3] != 2:
         raise ValueError(f"p must have shape (..., 2, H, W), got {tuple(p.shape)}")
+    check_grid(tuple(p.shape[-2:]), f"p of shape {tuple(p.shape)}")
     check_bc(bc)
     out = None
-    for k, (_, offset) in enumerate(_AXES):
+    for k, (_, offset) in enumerate(AXES):
         pk = p[..., k, :, :]
         if bc == "neumann":
             pk = zero_outside(xp, pk, offset)
         # gradient_k = M (S - I), so -gradient_k^T p = M p - S^T M p, S^T a zero-filled shift back.
         term = pk - shift(xp, pk, (-offset[0], -offset[1]))
         out = term if out is None else out + term
-    return out
-
-
-def backward_gradient_norm2(xp, u, bc):
-    r""":math:`|\nabla u|^2 = (u_{ij} - u_{i-1,j})^2 + (u_{ij} - u_{i,j-1})^2`, backward differences as in
-    the authors' Perona-Malik generator: across the boundary 0 (neumann) or against the zero ghost."""
-    out = None
-    for _, (dy, dx) in _AXES:
-        d = _forward_difference(xp, u, (-dy, -dx), bc)
-        out = d * d if out is None else out + d * d
     return out
 
 
@@ -209,5 +135,6 @@ def ssd_from_filters(zeta, dt=1.0):
     xp = namespace(zeta)
     if zeta.ndim < 3 or zeta.shape[-3] != 5:
         raise ValueError(f"zeta must have shape (..., 5, H, W), got {tuple(zeta.shape)}")
+    dt = plain_scalar(dt)
     sign = xp.asarray([[[1.0]], [[1.0]], [[1.0]], [[1.0]], [[-1.0]]], dtype=zeta.dtype, device=device(zeta))
     return SSD(zeta * (sign * dt), FIVE_POINT)

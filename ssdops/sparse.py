@@ -22,10 +22,14 @@ def _grid_coordinates(H, W, offset):
 
 
 def to_scipy(op, format="csr"):
-    """The operator as a scipy.sparse matrix of shape ``(H*W, H*W)`` (row-major pixels, host copy).
+    """The operator as a scipy.sparse matrix (row-major pixels, a host copy).
 
-    Assembled directly from the diagonals (not by applying the operator to unit vectors). Stored zeros
-    are dropped. Only an unbatched operator can be exported.
+    An unbatched operator gives the ``(H*W, H*W)`` matrix. A batched operator (``batch_shape`` B) gives the
+    block-diagonal matrix of shape ``(n*H*W, n*H*W)``, ``n = prod(B)``, over the row-major flattened batch:
+    block ``b`` is the matrix of ``op[np.unravel_index(b, B)]``, so that it acts on ``u.reshape(-1)`` for an
+    image batch ``u`` of shape ``B + (H, W)``; :func:`from_scipy` with ``batch_shape=B`` gives the batch
+    back. Assembled directly from the diagonals (not by applying the operator to unit vectors); stored
+    zeros are dropped.
 
     >>> import ssdops
     >>> ssdops.to_scipy(ssdops.laplacian((2, 2))).toarray()
@@ -36,22 +40,20 @@ def to_scipy(op, format="csr"):
     """
     import scipy.sparse as sp
 
-    if op.batch_shape:
-        raise ValueError(
-            f"to_scipy needs an unbatched operator, got batch shape {op.batch_shape}: index one first"
-        )
-    d = to_numpy(op.diagonals)
     H, W = op.grid_shape
+    d = to_numpy(op.diagonals).reshape((-1, len(op.offsets), H, W))
+    n, size = d.shape[0], H * W
+    starts = np.arange(n) * size  # first row of each image's block
     rows, cols, data = [], [], []
     for k, (dy, dx) in enumerate(op.offsets):
         ii, jj = _grid_coordinates(H, W, (dy, dx))
-        rows.append((ii * W + jj).ravel())
-        cols.append(((ii + dy) * W + (jj + dx)).ravel())
-        data.append(d[k][ii, jj].ravel())
+        rows.append((starts[:, None] + (ii * W + jj).ravel()).ravel())
+        cols.append((starts[:, None] + ((ii + dy) * W + (jj + dx)).ravel()).ravel())
+        data.append(d[:, k, ii, jj].reshape(n, -1).ravel())
     data, rows, cols = (np.concatenate(a) for a in (data, rows, cols))
     stored = data != 0
     return sp.coo_array(
-        (data[stored], (rows[stored], cols[stored])), shape=(H * W, H * W)
+        (data[stored], (rows[stored], cols[stored])), shape=(n * size, n * size)
     ).asformat(format)
 
 
@@ -62,7 +64,7 @@ def _infer_offsets(found):
     return FIVE_POINT + tuple(sorted(found - set(FIVE_POINT)))
 
 
-def from_scipy(A, grid_shape, offsets=None, *, radius=1, like=None):
+def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=None):
     """The SSD operator of a sparse (or dense) matrix on ``grid_shape``.
 
     ``offsets=None`` infers them from the non-zero entries: FIVE_POINT when they fit, else NINE_POINT, else
@@ -70,6 +72,10 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, like=None):
     its row's pixel along either axis (a wrap-around, for example the flat +1 diagonal crossing the end of
     an image row, or a periodic boundary) is not a local stencil entry: ValueError. With explicit
     ``offsets``, every non-zero entry must lie on one of them (ValueError otherwise).
+
+    ``batch_shape`` B reads a block-diagonal matrix of ``prod(B)`` blocks of ``(H*W, H*W)`` over the
+    row-major flattened batch (the layout :func:`to_scipy` writes) as a batched operator with diagonals
+    ``B + (K, H, W)``; an entry coupling two images raises ValueError.
 
     ``like`` is an array whose namespace, dtype and device the result takes (default: NumPy with the
     matrix's dtype, which must then be floating: TypeError otherwise).
@@ -82,14 +88,28 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, like=None):
     import scipy.sparse as sp
 
     H, W = (int(n) for n in grid_shape)
+    batch_shape = tuple(int(b) for b in batch_shape)
+    n, size = int(np.prod(batch_shape, dtype=np.int64)), H * W
     coo = sp.coo_array(A)
-    if coo.shape != (H * W, H * W):
-        raise ValueError(f"matrix of shape {coo.shape} does not fit the grid {(H, W)}: expected {(H * W, H * W)}")
+    if coo.shape != (n * size, n * size):
+        raise ValueError(
+            f"matrix of shape {coo.shape} does not fit the grid {(H, W)} and batch shape {batch_shape}: "
+            f"expected {(n * size, n * size)}"
+        )
     if like is None and not np.issubdtype(coo.dtype, np.floating):
         raise TypeError(f"matrix has non-floating dtype {coo.dtype}: convert it, or pass like=<float array>")
     coo.sum_duplicates()
     keep = coo.data != 0
-    r, c, v = coo.row[keep], coo.col[keep], coo.data[keep]
+    rows, cols, v = coo.row[keep], coo.col[keep], coo.data[keep]
+    image, r = np.divmod(rows, size)
+    image_c, c = np.divmod(cols, size)
+    across = image != image_c
+    if np.any(across):
+        e = int(np.flatnonzero(across)[0])
+        raise ValueError(
+            f"entry ({rows[e]}, {cols[e]}) couples image {int(image[e])} with image {int(image_c[e])}: a "
+            f"batched SSD matrix is block-diagonal over the batch shape {batch_shape}"
+        )
     ri, rj = np.divmod(r, W)
     ci, cj = np.divmod(c, W)
     dy, dx = ci - ri, cj - rj
@@ -97,7 +117,7 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, like=None):
     if np.any(far):
         e = int(np.flatnonzero(far)[0])
         raise ValueError(
-            f"entry ({r[e]}, {c[e]}) couples pixel {(int(ri[e]), int(rj[e]))} with pixel "
+            f"entry ({rows[e]}, {cols[e]}) couples pixel {(int(ri[e]), int(rj[e]))} with pixel "
             f"{(int(ci[e]), int(cj[e]))}, outside its local neighbourhood (radius {radius}): not an SSD "
             "matrix on this grid (a wrap-around?)"
         )
@@ -111,8 +131,9 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, like=None):
             raise ValueError(f"matrix has entries on offsets {sorted(missing)} not among {offsets}")
     index = {o: k for k, o in enumerate(offsets)}
     k = np.array([index[o] for o in zip(dy.tolist(), dx.tolist())], dtype=np.intp)
-    d = np.zeros((len(offsets), H, W), dtype=coo.dtype if like is None else np.float64)
-    d[k, ri, rj] = v
+    d = np.zeros((n, len(offsets), H, W), dtype=coo.dtype if like is None else np.float64)
+    d[image, k, ri, rj] = v
+    d = d.reshape(batch_shape + (len(offsets), H, W))
     if like is None:
         return SSD(d, offsets)
     xp, dtype, dev = like_namespace(like)

@@ -13,29 +13,74 @@ result); :attr:`SSD.T` and the constructors of this package produce zeros there 
 """
 from __future__ import annotations
 
+import dataclasses
 import numbers
+import sys
 
 from array_api_compat import device
 
-from ._array import embed, fast_path, namespace, neighbour_window, shift, shifted_product
-from .stencils import FIVE_POINT
+from . import backends
+from ._array import like_namespace, namespace
+from ._validate import check_grid
+from ._kernels import apply_generic, apply_transpose_generic, component, transpose_diagonals
+from .stencils import FIVE_POINT, centre
 
-__all__ = ["SSD", "identity"]
+__all__ = ["SSD", "Tags", "identity"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Tags:
+    """Structure an operator is known to have, set at construction and carried through ``+``, ``-``,
+    ``*`` and ``.T``; it drives :func:`ssdops.select_method` without inspecting values.
+
+    Attributes
+    ----------
+    symmetric : bool or None
+        ``True``: the matrix is symmetric; ``False``: known not to be; ``None``: unknown.
+    laplacian : (str, float) or None
+        ``(bc, c)`` when the operator is ``c * laplacian(grid, bc=bc)`` (diagonalised by a DCT or DST,
+        see :func:`ssdops.implicit_step`'s ``"spectral"`` method).
+
+    >>> import ssdops
+    >>> (2.0 * ssdops.laplacian((4, 4), bc="dirichlet")).tags
+    Tags(symmetric=True, laplacian=('dirichlet', 2.0))
+    """
+
+    symmetric: bool | None = None
+    laplacian: tuple | None = None
+
+    def __add__(self, other):
+        lap = None
+        if self.laplacian and other.laplacian and self.laplacian[0] == other.laplacian[0]:
+            lap = (self.laplacian[0], self.laplacian[1] + other.laplacian[1])
+        return Tags(symmetric=True if (self.symmetric and other.symmetric) else None, laplacian=lap)
+
+    def scaled(self, scalar):
+        """The tags of ``scalar * op``: symmetry kept; a Laplacian scale only for a Python number."""
+        number = isinstance(scalar, numbers.Real)
+        lap = (self.laplacian[0], self.laplacian[1] * float(scalar)) if number and self.laplacian else None
+        return Tags(symmetric=self.symmetric, laplacian=lap)
 
 
 class SSD:
-    """Sparse sub-diagonal operator acting on images ``(..., H, W)``.
+    """Sparse sub-diagonal operator acting on images ``(..., *grid)`` of a d-dimensional grid (d = 1, 2, 3).
+
+    The grid dimension d is the length of the offsets: ``(dx,)`` on signals, ``(dy, dx)`` on images,
+    ``(dz, dy, dx)`` on volumes.
 
     Parameters
     ----------
-    diagonals : array, shape ``(..., K, H, W)``
-        ``diagonals[..., k, i, j]`` multiplies ``u[..., i + dy_k, j + dx_k]`` in row ``(i, j)``.
-    offsets : sequence of K ``(dy, dx)`` pairs, default :data:`ssdops.FIVE_POINT`
-        Distinct offsets, any size (5-point, 9-point, wider).
+    diagonals : array, shape ``(..., K, *grid)``
+        ``diagonals[..., k, p]`` multiplies ``u[..., p + o_k]`` in row ``p`` (2-D: ``diagonals[..., k, i, j]``
+        multiplies ``u[..., i + dy_k, j + dx_k]``).
+    offsets : sequence of K d-tuples, default :data:`ssdops.FIVE_POINT`
+        Distinct offsets, any size (3-, 5-, 7-, 9-, 27-point, wider), all of one length d.
     symmetric : bool or None
-        A structural tag: ``True`` when the caller knows the matrix is symmetric (constructors such as
-        :func:`ssdops.divergence_form` set it). It lets :func:`ssdops.implicit_step` pick conjugate
-        gradients without inspecting values. ``None`` means unknown.
+        Shorthand for ``tags=Tags(symmetric=...)``: ``True`` when the caller knows the matrix is symmetric
+        (constructors such as :func:`ssdops.divergence_form` set it). It lets :func:`ssdops.implicit_step`
+        pick conjugate gradients without inspecting values. ``None`` means unknown.
+    tags : Tags, optional
+        The structure tags (see :class:`Tags`); exclusive with ``symmetric``.
 
     Examples
     --------
@@ -46,33 +91,73 @@ class SSD:
     np.float64(2.0)
     """
 
-    def __init__(self, diagonals, offsets=FIVE_POINT, *, symmetric=None):
-        offsets = tuple((int(dy), int(dx)) for dy, dx in offsets)
+    __slots__ = ("_diagonals", "_offsets", "_tags", "_xp")
+
+    def __init__(self, diagonals, offsets=FIVE_POINT, *, symmetric=None, tags=None):
+        if tags is not None and symmetric is not None:
+            raise TypeError("pass either symmetric= or tags=, not both")
+        if tags is None:
+            tags = Tags(symmetric=symmetric)
+        elif not isinstance(tags, Tags):
+            raise TypeError(f"tags must be an ssdops.Tags, got {type(tags).__name__}")
+        offsets = tuple(tuple(int(c) for c in o) for o in offsets)
+        if not offsets:
+            raise ValueError("an SSD needs at least one offset")
+        ndim = len(offsets[0])
+        if ndim not in (1, 2, 3) or any(len(o) != ndim for o in offsets):
+            raise ValueError(f"offsets must all be d-tuples of one length d in (1, 2, 3), got {offsets}")
         if len(set(offsets)) != len(offsets):
             raise ValueError(f"offsets must be distinct, got {offsets}")
         xp = namespace(diagonals)
-        if diagonals.ndim < 3 or diagonals.shape[-3] != len(offsets):
+        if diagonals.ndim < ndim + 1 or diagonals.shape[-ndim - 1] != len(offsets):
+            grid = ", ".join("DHW"[3 - ndim:])
             raise ValueError(
-                f"diagonals of shape {tuple(diagonals.shape)} do not match {len(offsets)} offsets: "
-                f"expected shape (..., {len(offsets)}, H, W)"
+                f"diagonals of shape {tuple(diagonals.shape)} do not match {len(offsets)} offsets of a "
+                f"{ndim}-D grid: expected shape (..., {len(offsets)}, {grid})"
             )
+        check_grid(tuple(diagonals.shape[-ndim:]), f"diagonals of shape {tuple(diagonals.shape)}")
         self._xp = xp
-        self.diagonals = diagonals
-        self.offsets = offsets
-        self.symmetric = symmetric
-        # (bc, scale) when this is scale * laplacian(bc): diagonalised by a DCT/DST, see ssdops.spectral.
-        self._laplacian = None
+        self._diagonals = diagonals
+        self._offsets = offsets
+        self._tags = tags
+        if backends.library_of(xp) == "torch":
+            _register_torch_pytree()
 
     # --- shape and type -------------------------------------------------------------------------
     @property
+    def diagonals(self):
+        """The diagonal images, ``(..., K, H, W)``."""
+        return self._diagonals
+
+    @property
+    def offsets(self):
+        """The K ``(dy, dx)`` offsets, in the order of the diagonals."""
+        return self._offsets
+
+    @property
+    def tags(self):
+        """The structure tags (:class:`Tags`)."""
+        return self._tags
+
+    @property
+    def symmetric(self):
+        """``tags.symmetric``."""
+        return self._tags.symmetric
+
+    @property
+    def ndim(self):
+        """The grid dimension d (1, 2 or 3): the length of the offsets."""
+        return len(self._offsets[0])
+
+    @property
     def grid_shape(self):
-        """``(H, W)``."""
-        return tuple(self.diagonals.shape[-2:])
+        """The last d axes of the diagonals: ``(H, W)`` in 2-D, ``(D, H, W)`` in 3-D."""
+        return tuple(self.diagonals.shape[-self.ndim:])
 
     @property
     def batch_shape(self):
         """Leading batch axes of the diagonals (``()`` for a single operator)."""
-        return tuple(self.diagonals.shape[:-3])
+        return tuple(self.diagonals.shape[:-self.ndim - 1])
 
     @property
     def dtype(self):
@@ -88,12 +173,12 @@ class SSD:
         return self._xp
 
     def diagonal(self, offset):
-        """The diagonal image ``(..., H, W)`` of ``offset``."""
-        return self.diagonals[..., self.offsets.index(tuple(offset)), :, :]
+        """The diagonal image ``(..., *grid)`` of ``offset``."""
+        return component(self.diagonals, self.offsets.index(tuple(offset)), self.ndim)
 
     def _check_image(self, u):
         xp = namespace(self.diagonals, u)
-        if u.ndim < 2 or tuple(u.shape[-2:]) != self.grid_shape:
+        if u.ndim < self.ndim or tuple(u.shape[-self.ndim:]) != self.grid_shape:
             raise ValueError(
                 f"image of shape {tuple(u.shape)} does not match the operator's grid {self.grid_shape} "
                 f"(diagonals of shape {tuple(self.diagonals.shape)})"
@@ -112,15 +197,36 @@ class SSD:
     def _apply(self, name, generic, u):
         """The backend's kernel ``name`` for ``u``'s namespace where one is registered, else ``generic``."""
         xp = self._check_image(u)
-        fast = fast_path(name, xp)
+        fast = backends.lookup(name, xp, self.ndim)
         if fast is not None:
-            return fast(self.diagonals, self.offsets, u)
+            return fast(diagonals=self.diagonals, offsets=self.offsets, u=u)
         return generic(xp, self.diagonals, self.offsets, u)
 
     def __matmul__(self, u):
         if isinstance(u, SSD):
             return NotImplemented
         return self.matvec(u)
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        """``op @ u`` inside ``torch.compile``: the product, computed by :meth:`matvec`.
+
+        Dynamo (torch 2.13) does not call ``__matmul__`` of a Python object; it hands ``op @ u`` to the
+        ``__torch_function__`` of the non-tensor operand as ``Tensor.matmul(u, op)``, with the operands
+        swapped. Only that form is answered, and only while compiling; everything else, eager ``u @ op``
+        included, is ``NotImplemented`` (a TypeError, as for any other non-tensor). Compiled code cannot
+        tell ``u @ op`` from ``op @ u`` here, so inside ``torch.compile`` ``u @ op`` also means ``A u``.
+        """
+        if (
+            getattr(func, "__name__", None) in ("matmul", "__matmul__")
+            and not kwargs
+            and len(args) == 2
+            and isinstance(args[1], SSD)
+            and not isinstance(args[0], SSD)
+            and sys.modules["torch"].compiler.is_compiling()
+        ):
+            return args[1].matvec(args[0])
+        return NotImplemented
 
     @property
     def T(self):
@@ -129,9 +235,7 @@ class SSD:
         if self.symmetric:
             return self
         diagonals, offsets = transpose_diagonals(self._xp, self.diagonals, self.offsets)
-        out = SSD(diagonals, offsets, symmetric=self.symmetric)
-        out._laplacian = self._laplacian
-        return out
+        return SSD(diagonals, offsets, tags=self.tags)
 
     # --- algebra --------------------------------------------------------------------------------
     def __add__(self, other):
@@ -146,25 +250,17 @@ class SSD:
             parts = [op.diagonal(o) for op in (self, other) if o in op.offsets]
             terms.append(parts[0] + parts[1] if len(parts) == 2 else parts[0])
         terms = xp.broadcast_arrays(*terms)
-        symmetric = True if (self.symmetric and other.symmetric) else None
-        out = SSD(xp.stack(terms, axis=-3), offsets, symmetric=symmetric)
-        if self._laplacian and other._laplacian and self._laplacian[0] == other._laplacian[0]:
-            out._laplacian = (self._laplacian[0], self._laplacian[1] + other._laplacian[1])
-        return out
+        return SSD(xp.stack(terms, axis=-self.ndim - 1), offsets, tags=self.tags + other.tags)
 
     def __mul__(self, scalar):
         if isinstance(scalar, SSD):
             return NotImplemented
-        is_number = isinstance(scalar, numbers.Real)
-        if not is_number and getattr(scalar, "ndim", None) != 0:
+        if not isinstance(scalar, numbers.Real) and getattr(scalar, "ndim", None) != 0:
             raise TypeError(
                 f"an SSD can be multiplied by a scalar only (a Python number or a 0-d array), got "
                 f"{type(scalar).__name__} of shape {getattr(scalar, 'shape', None)}"
             )
-        out = SSD(self.diagonals * scalar, self.offsets, symmetric=self.symmetric)
-        if is_number and self._laplacian:
-            out._laplacian = (self._laplacian[0], self._laplacian[1] * float(scalar))
-        return out
+        return SSD(self.diagonals * scalar, self.offsets, tags=self.tags.scaled(scalar))
 
     __rmul__ = __mul__
 
@@ -176,6 +272,38 @@ class SSD:
             return NotImplemented
         return self + (-other)
 
+    # --- batch indexing -------------------------------------------------------------------------
+    def __getitem__(self, index):
+        """The operators of part of the batch: integer and slice indices over :attr:`batch_shape` only.
+
+        ``op[i]``, ``op[1:3]``, ``op[1, 2]``, ``op[:, 1]`` index the batch axes as NumPy indexes an array of
+        shape ``batch_shape`` and return an SSD with the same offsets and tags. The offset and grid axes
+        are never indexed: more indices than batch axes raise IndexError, as does an integer out of range.
+
+        >>> import numpy as np, ssdops
+        >>> op = ssdops.divergence_form(np.ones((3, 4, 5, 5)))
+        >>> op[1].batch_shape, op[1:3].batch_shape, op[1, 2].batch_shape, op[:, 1].batch_shape
+        ((4,), (2, 4), (), (3,))
+        """
+        index = index if isinstance(index, tuple) else (index,)
+        batch = self.batch_shape
+        if len(index) > len(batch):
+            raise IndexError(
+                f"{len(index)} indices for an SSD with batch shape {batch}: only the batch axes can be "
+                "indexed (an operator's offset and grid axes are not indexable)"
+            )
+        for axis, (i, n) in enumerate(zip(index, batch)):
+            if isinstance(i, slice):
+                continue
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+                raise TypeError(
+                    f"an SSD's batch axes take integer and slice indices only, got {type(i).__name__} "
+                    f"{i!r} for batch axis {axis}"
+                )
+            if not -n <= i < n:
+                raise IndexError(f"index {i} is out of range for batch axis {axis} of length {n}")
+        return SSD(self.diagonals[index + (...,)], self.offsets, tags=self.tags)
+
     def __repr__(self):
         return (
             f"SSD(grid_shape={self.grid_shape}, batch_shape={self.batch_shape}, "
@@ -183,52 +311,45 @@ class SSD:
         )
 
 
-def transpose_diagonals(xp, diagonals, offsets):
-    """Diagonals and offsets of the transpose: offset ``-o`` carries ``shift(d_o, -o)`` (canonical).
-
-    ``A^T[q, q - o] = A[q - o, q] = d_o(q - o)``. When the negated offsets are the same set, the original
-    order is kept, so that a transposed FIVE_POINT operator is again in FIVE_POINT order.
-    """
-    negated = [(-dy, -dx) for dy, dx in offsets]
-    order = tuple(offsets) if set(negated) == set(offsets) else tuple(negated)
-    columns = {neg: shift(xp, diagonals[..., k, :, :], neg) for k, neg in enumerate(negated)}
-    return xp.stack([columns[o] for o in order], axis=-3), order
-
-
-def apply_generic(xp, diagonals, offsets, u):
-    """Reference apply: ``sum_k d_k(p) u(p + o_k)`` over in-grid neighbours, one product per offset.
-
-    Products are formed only where the neighbour is in the grid, so values of ``d_k`` that point outside
-    (not entries of the matrix) never reach the result, even when they are not finite.
-    """
-    out = None
-    for k, o in enumerate(offsets):
-        term = shifted_product(xp, diagonals[..., k, :, :], u, o)
-        out = term if out is None else out + term
-    return out
+def _register_torch_pytree():
+    """Register :class:`SSD` as a PyTorch pytree node (once; torch is imported when the first operator on
+    torch tensors is built): its leaf is the diagonals, offsets and tags are static. So ``torch.func``
+    transforms take and return operators (``torch.func.grad(f)(op)`` is an SSD of gradients) and
+    ``torch.utils._pytree`` maps over them. Not while ``torch.compile`` traces (registration takes a lock
+    Dynamo cannot enter; an operator built inside compiled code is never a transform's argument)."""
+    torch = sys.modules["torch"]
+    if torch.compiler.is_compiling() or SSD in torch.utils._pytree.SUPPORTED_NODES:
+        return
+    pytree = torch.utils._pytree
+    pytree.register_pytree_node(
+        SSD,
+        lambda op: ((op.diagonals,), (op.offsets, op.tags)),
+        _unflatten,
+        serialized_type_name="ssdops.SSD",
+    )
 
 
-def apply_transpose_generic(xp, diagonals, offsets, u):
-    """Reference transposed apply: ``y(q) = sum_k d_k(q - o_k) u(q - o_k)`` over in-grid ``q - o_k``."""
-    out = None
-    for k, (dy, dx) in enumerate(offsets):
-        _, sources, pads = neighbour_window(tuple(u.shape[-2:]), (-dy, -dx))
-        term = embed(xp, diagonals[..., k, :, :][sources] * u[sources], pads)
-        out = term if out is None else out + term
-    return out
+def _unflatten(children, static):
+    """An SSD from its pytree parts. Trees of other leaves than arrays (``vmap``'s ``in_dims``: an integer
+    per leaf) are rebuilt as they are, without the checks of :class:`SSD`; such a tree is a description of
+    an operator for the transform, never applied."""
+    (diagonals,), (offsets, tags) = children, static
+    if hasattr(diagonals, "shape"):
+        return SSD(diagonals, offsets, tags=tags)
+    op = object.__new__(SSD)
+    op._diagonals, op._offsets, op._tags, op._xp = diagonals, offsets, tags, None
+    return op
 
 
 def identity(grid_shape, *, like=None):
-    """The identity on ``grid_shape`` as an SSD with the single offset ``(0, 0)``.
+    """The identity on ``grid_shape`` (1, 2 or 3 axes) as an SSD with the single offset at the centre.
 
     ``like`` is an array whose namespace, dtype and device the result takes (default NumPy float64).
 
     >>> import ssdops
-    >>> ssdops.identity((2, 3)).offsets
-    ((0, 0),)
+    >>> ssdops.identity((2, 3)).offsets, ssdops.identity((2, 3, 4)).offsets
+    (((0, 0),), ((0, 0, 0),))
     """
-    from ._array import like_namespace
-
     xp, dtype, dev = like_namespace(like)
-    H, W = grid_shape
-    return SSD(xp.ones((1, H, W), dtype=dtype, device=dev), ((0, 0),), symmetric=True)
+    grid = tuple(int(n) for n in grid_shape)
+    return SSD(xp.ones((1, *grid), dtype=dtype, device=dev), (centre(len(grid)),), symmetric=True)

@@ -1,50 +1,30 @@
 """Analysis helpers and metrics against NumPy / scipy.sparse references built in this file."""
-import array_api_compat
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from conftest import asarray, assemble, property_test as shared_property_test, to_numpy, tolerance
-
 import ssdops
-
-
-FIVE = ((-1, 0), (0, -1), (1, 0), (0, 1), (0, 0))
-NINE = FIVE + ((-1, -1), (-1, 1), (1, -1), (1, 1))
+import strategies as sst
+from support import (FIVE, NINE, asarray, assemble, assert_close, check_like, in_grid_mask,
+                     property_test as shared_property_test, ref_apply, rounded, to_numpy, tolerance)
 
 JAX_SPACE = {
-    "grid": st.sampled_from([(1, 1), (1, 5), (5, 1), (3, 4)]),
+    "grid": sst.JAX_GRIDS,
     "offsets": st.sampled_from([FIVE, NINE, ((0, 2), (-2, 0), (1, -1), (0, 0))]),
-    "batch": st.sampled_from([(), (2,)]),
+    "batch": sst.JAX_BATCHES,
 }
 
 
 def property_test(jax_space=None, **strategies):
-    """``conftest.property_test`` with this file's fixed JAX shapes (``JAX_SPACE``, then ``jax_space``)."""
+    """``support.property_test`` with this file's fixed JAX shapes (``JAX_SPACE``, then ``jax_space``)."""
     return shared_property_test({**JAX_SPACE, **(jax_space or {})}, **strategies)
 
 
 # --------------------------------------------------------------------------- references
 
 
-def rounded(a, dtype_name):
-    return np.asarray(a, dtype=dtype_name).astype(np.float64)
-
-
-def check_like(result, like):
-    assert array_api_compat.array_namespace(result) == array_api_compat.array_namespace(like)
-    assert result.dtype == like.dtype
-    assert array_api_compat.device(result) == array_api_compat.device(like)
-
-
-def assert_close(got, ref, dtype_name, scale=1.0):
-    rtol, atol = tolerance(dtype_name)
-    got = np.asarray(to_numpy(got) if not np.isscalar(got) else got, dtype=np.float64)
-    assert got.shape == np.shape(ref), (got.shape, np.shape(ref))
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * scale)
-
-
 def dense(op):
+    """The matrix of an unbatched operator through ssdops' own scipy export (float64)."""
     return np.asarray(ssdops.to_scipy(op).toarray(), dtype=np.float64)
 
 
@@ -55,40 +35,30 @@ def make_op(xp, grid, offsets, dtype_name, seed, batch=(), low=-1.0, high=1.0):
 
 
 def ref_row_sums(d, offsets, grid):
-    batch = d.shape[:-3]
-    out = np.empty(batch + tuple(grid))
-    for idx in np.ndindex(*batch):
-        out[idx] = np.asarray(assemble(d[idx], offsets, grid).sum(axis=1)).reshape(grid)
-    return out
+    """A @ 1 per batch index of the diagonals d (..., K, H, W)."""
+    return ref_apply(d, offsets, np.ones(tuple(grid)))
 
 
-grid_st = st.tuples(st.integers(1, 6), st.integers(1, 6))
-offsets_st = st.one_of(
-    st.just(FIVE),
-    st.just(NINE),
-    st.lists(st.tuples(st.integers(-2, 2), st.integers(-2, 2)), min_size=1, max_size=7,
-             unique=True).map(tuple),
-)
-dtype_st = st.sampled_from(["float32", "float64"])
-seed_st = st.integers(0, 2**32 - 1)
-batch_st = st.sampled_from([(), (2,), (2, 1)])
+# this file's grids and stencils (smaller than test_ssd's: no wide stencils)
+GRIDS = sst.grids(1, 6)
+OFFSETS = sst.offsets(small_max_size=7, wide=False)
 
 
 # --------------------------------------------------------------------------- row sums / split
 
 
-@property_test(grid=grid_st, offsets=offsets_st, dtype_name=dtype_st, seed=seed_st, batch=batch_st)
+@property_test(grid=GRIDS, offsets=OFFSETS, dtype_name=sst.dtype_names, seed=sst.seeds,
+               batch=sst.batches)
 def test_row_sums_is_A_times_ones(xp, grid, offsets, dtype_name, seed, batch):
     op, d = make_op(xp, grid, offsets, dtype_name, seed, batch)
     rs = ssdops.row_sums(op)
-    check_like(rs, op.diagonals)
-    assert_close(rs, ref_row_sums(d, offsets, grid), dtype_name, scale=len(offsets))
+    assert_close(rs, ref_row_sums(d, offsets, grid), op.diagonals, scale=len(offsets))
     # and it is op @ 1
     ones = xp.ones(tuple(grid), dtype=op.diagonals.dtype)
-    assert_close(rs, to_numpy(op @ ones).astype(np.float64), dtype_name, scale=len(offsets))
+    assert_close(rs, to_numpy(op @ ones).astype(np.float64), op.diagonals, scale=len(offsets))
 
 
-@property_test(grid=grid_st, offsets=offsets_st, dtype_name=dtype_st, seed=seed_st)
+@property_test(grid=GRIDS, offsets=OFFSETS, dtype_name=sst.dtype_names, seed=sst.seeds)
 def test_split_zero_mean_unbatched(xp, grid, offsets, dtype_name, seed):
     op, d = make_op(xp, grid, offsets, dtype_name, seed)
     A = assemble(d, offsets, grid).toarray()
@@ -116,15 +86,16 @@ def test_split_zero_mean_batched(xp, dtype_name):
     u = rounded(np.random.default_rng(4).uniform(-1, 1, grid), dtype_name)
     ux = asarray(xp, u, dtype_name)
     rs = ref_row_sums(d, NINE, grid)
-    assert_close(ssdops.row_sums(L), np.zeros((2, 3) + grid), dtype_name, scale=10)
-    assert_close(S @ ux, rs * u, dtype_name, scale=10)
-    assert_close((L + S) @ ux, to_numpy(op @ ux).astype(np.float64), dtype_name, scale=10)
+    assert_close(ssdops.row_sums(L), np.zeros((2, 3) + grid), op.diagonals, scale=10)
+    assert_close(S @ ux, rs * u, ux, scale=10)
+    assert_close((L + S) @ ux, to_numpy(op @ ux).astype(np.float64), ux, scale=10)
 
 
 # --------------------------------------------------------------------------- smoothing level
 
 
-@property_test(grid=grid_st, offsets=offsets_st, dtype_name=dtype_st, seed=seed_st, batch=batch_st)
+@property_test(grid=GRIDS, offsets=OFFSETS, dtype_name=sst.dtype_names, seed=sst.seeds,
+               batch=sst.batches)
 def test_smoothing_level(xp, grid, offsets, dtype_name, seed, batch):
     op, d = make_op(xp, grid, offsets, dtype_name, seed, batch)
     expected = np.abs(ref_row_sums(d, offsets, grid)).mean(axis=(-2, -1))
@@ -160,8 +131,8 @@ def test_is_symmetric_true_for_diffusion_operators(xp, dtype_name, grid, bc):
 
 
 @property_test(jax_space={"grid": st.sampled_from([(2, 2), (3, 4)]), "offsets": st.sampled_from([FIVE, NINE])},
-               grid=st.tuples(st.integers(2, 6), st.integers(2, 6)), offsets=st.sampled_from([FIVE, NINE]),
-       dtype_name=dtype_st, seed=seed_st)
+               grid=sst.grids(2, 6), offsets=st.sampled_from([FIVE, NINE]),
+       dtype_name=sst.dtype_names, seed=sst.seeds)
 def test_is_symmetric_random(xp, grid, offsets, dtype_name, seed):
     op, d = make_op(xp, grid, offsets, dtype_name, seed, low=0.5, high=1.0)
     A = assemble(d, offsets, grid).toarray()
@@ -170,11 +141,7 @@ def test_is_symmetric_random(xp, grid, offsets, dtype_name, seed):
     sym = op + op.T
     assert ssdops.is_symmetric(sym) is True
     # garbage in diagonal entries that point outside the grid does not matter
-    mask = np.stack([
-        ((np.arange(grid[0])[:, None] + dy >= 0) & (np.arange(grid[0])[:, None] + dy < grid[0])
-         & (np.arange(grid[1])[None, :] + dx >= 0) & (np.arange(grid[1])[None, :] + dx < grid[1]))
-        for dy, dx in sym.offsets
-    ])
+    mask = in_grid_mask(sym.offsets, grid)
     ds = to_numpy(sym.diagonals).astype(np.float64)
     garbage = np.where(mask, ds, 5.0 + np.arange(ds.size).reshape(ds.shape))
     noisy = ssdops.SSD(asarray(xp, garbage, dtype_name), sym.offsets)
@@ -189,15 +156,11 @@ def test_is_symmetric_ignores_magnitude_of_out_of_grid_values(xp, dtype_name):
     # Values pointing outside the grid are ignored by the operator, so they must not change the
     # verdict either (not even through a tolerance scaled by them).
     grid = (4, 4)
-    H, W = grid
     rng = np.random.default_rng(5)
     d = np.ones((5,) + grid)
     d[4] = -4.0
     d[3, 1, 1] += 0.005  # entry (1,1)->(1,2) differs from (1,2)->(1,1) by 0.005: far above rounding
-    inside = np.stack([((np.arange(H)[:, None] + dy >= 0) & (np.arange(H)[:, None] + dy < H)
-                        & (np.arange(W)[None, :] + dx >= 0) & (np.arange(W)[None, :] + dx < W))
-                       for dy, dx in FIVE])
-    d_garbage = np.where(inside, d, 1e3 * rng.uniform(0.5, 1, d.shape))
+    d_garbage = np.where(in_grid_mask(FIVE, grid), d, 1e3 * rng.uniform(0.5, 1, d.shape))
     assert ssdops.is_symmetric(ssdops.SSD(asarray(xp, d, dtype_name))) is False
     assert ssdops.is_symmetric(ssdops.SSD(asarray(xp, d_garbage, dtype_name))) is False
 
@@ -272,7 +235,7 @@ def np_psnr(x, ref, data_range=None):
 
 
 @property_test(shape=st.sampled_from([(4, 5), (3, 4, 5), (2, 3, 6, 4), (1, 1, 7)]),
-       dtype_name=dtype_st, seed=seed_st, noise=st.sampled_from([1e-3, 1e-2, 0.3]))
+       dtype_name=sst.dtype_names, seed=sst.seeds, noise=st.sampled_from([1e-3, 1e-2, 0.3]))
 def test_psnr_vs_numpy(xp, shape, dtype_name, seed, noise):
     rng = np.random.default_rng(seed)
     ref = rounded(rng.uniform(-1, 3, shape), dtype_name)
@@ -313,7 +276,7 @@ def test_psnr_known_value(xp):
     np.testing.assert_allclose(got, [20.0, 40.0], rtol=1e-12)
 
 
-@property_test(shape=st.sampled_from([(4, 5), (3, 4, 5), (2, 3, 6, 4)]), dtype_name=dtype_st, seed=seed_st)
+@property_test(shape=st.sampled_from([(4, 5), (3, 4, 5), (2, 3, 6, 4)]), dtype_name=sst.dtype_names, seed=sst.seeds)
 def test_relative_l2_vs_numpy(xp, shape, dtype_name, seed):
     rng = np.random.default_rng(seed)
     ref = rounded(rng.uniform(-1, 1, shape), dtype_name)

@@ -1,5 +1,6 @@
 """Derivatives of ssdops in PyTorch (autograd) and JAX (jax.grad / vjp / jit / vmap).
 
+The ``torch`` and ``jax`` fixtures (tests/conftest.py) give the framework modules, JAX with x64.
 References: torch.autograd.gradcheck and jax.test_util.check_grads (finite differences), and a dense
 solve (torch.linalg.solve / jnp.linalg.solve) of I - dt*A with A scattered here, differentiably,
 from the diagonals: A[p, p + dy*W + dx] = d_k(p) for in-grid neighbours only.
@@ -8,9 +9,8 @@ import numpy as np
 import pytest
 
 import ssdops
+from support import FIVE, NINE, in_grid_mask, random_nonsymmetric
 
-FIVE = ((-1, 0), (0, -1), (1, 0), (0, 1), (0, 0))
-NINE = FIVE + ((-1, -1), (-1, 1), (1, -1), (1, 1))
 GRID = (3, 4)
 B = 2
 
@@ -33,30 +33,7 @@ def dense_index(offsets, grid_shape):
     return np.concatenate(sel), np.concatenate(pos)
 
 
-def random_nonsymmetric(rng, offsets, grid_shape, batch=()):
-    """Non-symmetric diagonals, I - dt*op diagonally dominant for every dt > 0; garbage values at
-    out-of-grid positions (apply ignores them, so their derivative is 0)."""
-    K = len(offsets)
-    d = rng.uniform(-1.0, 1.0, size=batch + (K,) + tuple(grid_shape))
-    c = list(offsets).index((0, 0))
-    d[..., c, :, :] = -(K - 1) - 0.5 - rng.uniform(0.0, 1.0, size=batch + tuple(grid_shape))
-    return d
-
-
-def out_of_grid_mask(offsets, grid_shape):
-    H, W = grid_shape
-    ii, jj = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    return np.stack([
-        ~((ii + dy >= 0) & (ii + dy < H) & (jj + dx >= 0) & (jj + dx < W)) for dy, dx in offsets
-    ])
-
-
 # =========================================================================== torch
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch")
-
-
 def t64(torch, a, grad=True):
     return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64, requires_grad=grad)
 
@@ -111,7 +88,7 @@ def test_torch_apply_garbage_diagonals_get_zero_gradient(torch):
     d = t64(torch, rng.standard_normal((len(NINE),) + GRID))
     (ssdops.SSD(d, NINE) @ u).sum().backward()
     g = d.grad.numpy()
-    mask = out_of_grid_mask(NINE, GRID)
+    mask = ~in_grid_mask(NINE, GRID)
     np.testing.assert_array_equal(g[mask], 0.0)
     assert np.all(g[~mask] != 0.0)
 
@@ -314,13 +291,6 @@ def test_torch_perona_malik_gradcheck(torch, kwargs):
 
 
 # =========================================================================== jax
-@pytest.fixture
-def jax():
-    jax = pytest.importorskip("jax")
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
 def j64(jax, a):
     return jax.numpy.asarray(np.asarray(a, dtype=np.float64))
 
@@ -353,7 +323,7 @@ def test_jax_check_grads_apply(jax, offsets):
     check_rev(jax, lambda u, d: ssdops.SSD(d, offsets).T @ u, (u, d))
     # garbage out-of-grid diagonals get exactly zero gradient
     g = jax.grad(lambda d: (ssdops.SSD(d, offsets) @ u).sum())(d)
-    np.testing.assert_array_equal(np.asarray(g)[:, out_of_grid_mask(offsets, GRID)], 0.0)
+    np.testing.assert_array_equal(np.asarray(g)[:, ~in_grid_mask(offsets, GRID)], 0.0)
 
 
 # JAX: every eager call of a Krylov solve traces and compiles (0.5-3 s), so the JAX list is shorter than

@@ -1,7 +1,7 @@
-"""Every fast path in ``backends/`` against the generic array-API code (the reference).
+"""Every fast path in ``ssdops.backends`` against the generic array-API code (the reference).
 
 Kernels are fetched through the registry (``backends.lookup``) on the namespace of their arrays, and
-compared with ``ssdops.ssd.apply_generic`` / ``apply_transpose_generic`` or with the public function run
+compared with ``ssdops._kernels.apply_generic`` / ``apply_transpose_generic`` or with the public function run
 under ``backends.use_generic()``. JAX compiles per shape, so its cases reuse a few shapes.
 """
 import os
@@ -12,10 +12,10 @@ import array_api_compat
 import numpy as np
 import pytest
 
-import backends
 import ssdops
-from conftest import to_numpy
-from ssdops.ssd import apply_generic, apply_transpose_generic
+from support import to_numpy
+from ssdops import backends
+from ssdops._kernels import apply_generic, apply_transpose_generic
 
 FIVE = ssdops.FIVE_POINT
 NINE = ssdops.NINE_POINT
@@ -68,26 +68,122 @@ def cases(fw):
 # --------------------------------------------------------------------------- registry and switch
 
 
-def test_import_is_cheap_and_lazy():
-    code = (
-        "import sys, numpy, ssdops, backends; "
-        "assert not {'torch', 'jax', 'cupy'} & set(sys.modules), 'framework imported'; "
-        "assert not [m for m in sys.modules if m.startswith('backends.')], 'backend imported'; "
-        "import array_api_compat as c; "
-        "assert backends.lookup('ssd_apply', c.array_namespace(numpy.empty(0))) is not None; "
-        "assert 'backends.numpy_backend' in sys.modules and 'torch' not in sys.modules"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+def _run_python(code, tmp_path, env=None):
+    """Run ``code`` in a fresh interpreter started in ``tmp_path`` (not the repository: the installed
+    package is what is tested)."""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=env)
 
 
-def test_environment_switch_forces_generic():
-    code = (
-        "import numpy, backends, array_api_compat as c; "
-        "assert backends.lookup('ssd_apply', c.array_namespace(numpy.empty(0))) is None"
+def test_import_is_cheap_and_lazy(tmp_path):
+    _run_python(
+        "import sys, numpy, ssdops; "
+        "assert not {'torch', 'jax', 'cupy', 'dask'} & set(sys.modules), 'framework imported'; "
+        "assert not [m for m in sys.modules if m.startswith('ssdops.backends._')], 'backend imported'; "
+        "assert ssdops.backends.lookup('ssd_apply', numpy) is not None; "
+        "assert 'ssdops.backends._numpy' in sys.modules and 'torch' not in sys.modules",
+        tmp_path,
     )
-    env = {**os.environ, "SSDOPS_GENERIC": "1"}
-    subprocess.run([sys.executable, "-c", code], check=True, env=env,
-                   cwd=os.path.dirname(os.path.dirname(__file__)))
+
+
+def test_environment_switch_forces_generic(tmp_path):
+    _run_python(
+        "import numpy, ssdops; "
+        "assert ssdops.backends.is_generic() and ssdops.backends.lookup('ssd_apply', numpy) is None",
+        tmp_path, env={**os.environ, "SSDOPS_GENERIC": "1"},
+    )
+
+
+def test_a_folder_named_backends_on_the_path_changes_nothing(tmp_path):
+    """A user's own ``backends`` package first on ``sys.path`` neither hides nor replaces the fast paths."""
+    (tmp_path / "backends").mkdir()
+    (tmp_path / "backends" / "__init__.py").write_text("raise ImportError('the wrong backends package')\n")
+    _run_python(
+        "import sys; sys.path.insert(0, '.'); import numpy, ssdops; "
+        "from ssdops.backends import _numpy; "
+        "assert ssdops.backends.lookup('ssd_apply', numpy) is _numpy.ssd_apply; "
+        "assert 'backends' not in sys.modules",
+        tmp_path,
+    )
+
+
+def test_wheel_installs_no_top_level_backends(tmp_path):
+    """``pip wheel`` of the repository: the import names are ssdops, diffnet_torch and diffnet_jax only, and
+    the backends (with their CUDA sources) live under ssdops/backends/."""
+    import zipfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), repo], check=True)
+    (wheel,) = tmp_path.glob("ssdops-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/")[0] for n in names if ".dist-info/" not in n}
+    assert top == {"ssdops", "diffnet_torch", "diffnet_jax"}, top
+    assert "ssdops/backends/__init__.py" in names and "ssdops/backends/_numpy.py" in names
+
+
+def test_registry_keys_are_libraries():
+    import array_api_compat as compat
+
+    assert backends.library_of(np) == backends.library_of(compat.array_namespace(np.empty(0))) == "numpy"
+    with pytest.raises(ValueError, match="unknown operation"):
+        backends.register("fft", "numpy", print)
+    with pytest.raises(ValueError, match="unknown library"):
+        backends.register("ssd_apply", "numpy.linalg", print)
+    fast = kernel("ssd_apply", np)
+    with pytest.raises(ValueError, match="already has a kernel"):
+        backends.register("ssd_apply", "numpy", print)
+    backends.register("ssd_apply", "numpy", fast)  # the same kernel again is fine
+
+
+def test_use_generic_is_a_context_manager_per_thread():
+    import threading
+
+    assert not backends.is_generic()
+    seen = {}
+    with backends.use_generic():
+        assert backends.is_generic()
+        worker = threading.Thread(target=lambda: seen.update(other=backends.is_generic()))
+        worker.start()
+        worker.join()
+    assert not backends.is_generic()
+    assert seen["other"] is False  # the switch holds in this thread only
+
+
+def test_a_backend_that_fails_to_import_warns(monkeypatch):
+    """A failure other than the framework being absent is reported, never swallowed."""
+    def failing(library):
+        raise RuntimeError("broken build")
+
+    monkeypatch.setattr(backends, "_import", failing)
+    monkeypatch.setattr(backends, "_LOADED", set())
+    monkeypatch.setattr(backends, "_REGISTRY", {})
+    with pytest.warns(backends.BackendImportWarning, match="numpy backend failed to import.*broken build"):
+        assert backends.lookup("ssd_apply", np) is None
+
+    def absent(library):
+        raise ModuleNotFoundError("No module named 'numpy'", name="numpy")
+
+    monkeypatch.setattr(backends, "_import", absent)
+    monkeypatch.setattr(backends, "_LOADED", set())
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert backends.lookup("ssd_apply", np) is None  # an absent framework: silent, by design
+
+
+def test_every_kernel_follows_its_protocol():
+    """Each registered kernel takes exactly the keyword arguments of its operation's protocol."""
+    import inspect
+
+    for fw in FRAMEWORKS:
+        framework(fw)
+    for (operation, library), fn in backends.registered().items():
+        protocol = inspect.signature(backends.OPERATIONS[operation].__call__)
+        expected = [n for n in protocol.parameters if n != "self"]
+        params = inspect.signature(inspect.unwrap(fn)).parameters
+        assert list(params) == expected, (operation, library, list(params))
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values()), (operation, library)
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
@@ -96,10 +192,10 @@ def test_use_generic_routes_to_generic_code(fw, monkeypatch):
     xp, asarray = framework(fw)
     kernel("ssd_apply", xp)
 
-    def broken(*args):
+    def broken(**kwargs):
         raise AssertionError("fast path called")
 
-    monkeypatch.setitem(backends._REGISTRY, ("ssd_apply", xp.__name__), broken)
+    monkeypatch.setitem(backends._REGISTRY, ("ssd_apply", backends.library_of(xp)), broken)
     op = ssdops.laplacian((3, 4), like=asarray(np.zeros((1,))))
     u = asarray(np.ones((3, 4)))
     with backends.use_generic():
@@ -126,9 +222,43 @@ def test_apply_and_transpose_match_generic(fw, dtype):
         offsets = OFFSETS[name]
         d = asarray(rng.standard_normal(dbatch + (len(offsets),) + grid).astype(dtype))
         u = asarray(rng.standard_normal(ubatch + grid).astype(dtype))
-        assert_close(kernel("ssd_apply", xp)(d, offsets, u), apply_generic(xp, d, offsets, u), dtype)
-        assert_close(kernel("ssd_apply_transpose", xp)(d, offsets, u),
+        assert_close(kernel("ssd_apply", xp)(diagonals=d, offsets=offsets, u=u), apply_generic(xp, d, offsets, u), dtype)
+        assert_close(kernel("ssd_apply_transpose", xp)(diagonals=d, offsets=offsets, u=u),
                      apply_transpose_generic(xp, d, offsets, u), dtype)
+
+
+ND_CASES = [
+    # (offsets, grid, diagonals batch, image batch)
+    (ssdops.THREE_POINT, (1,), (), ()),
+    (ssdops.THREE_POINT, (9,), (2, 1), (3,)),
+    (((0,), (2,), (-3,)), (7,), (), (2,)),
+    (ssdops.SEVEN_POINT, (1, 1, 1), (), ()),
+    (ssdops.SEVEN_POINT, (4, 5, 6), (2,), (2,)),
+    (ssdops.SEVEN_POINT, (1, 3, 4), (), (2, 1)),
+    (ssdops.TWENTY_SEVEN_POINT, (3, 1, 5), (2, 1), (3,)),
+    (((0, 0, 2), (2, 1, 0), (-1, 0, 0)), (4, 3, 5), (), ()),
+]
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_apply_and_transpose_in_1d_and_3d_match_generic(fw):
+    """1-D and 3-D grids: the public apply (a fast path where the library has one for that dimension)
+    equals the generic code, batches broadcasting."""
+    xp, asarray = framework(fw)
+    rng = np.random.default_rng(11)
+    cases_here = ND_CASES if fw != "jax" else ND_CASES[1:2] + ND_CASES[4:5]
+    for offsets, grid, dbatch, ubatch in cases_here:
+        d = asarray(rng.standard_normal(dbatch + (len(offsets),) + grid))
+        u = asarray(rng.standard_normal(ubatch + grid))
+        op = ssdops.SSD(d, offsets)
+        assert_close(op @ u, apply_generic(xp, d, offsets, u), "float64")
+        assert_close(op.rmatvec(u), apply_transpose_generic(xp, d, offsets, u), "float64")
+
+
+def test_numpy_has_3d_and_1d_apply():
+    for ndim in (1, 3):
+        assert backends.lookup("ssd_apply", np, ndim) is not None
+        assert backends.lookup("ssd_apply_transpose", np, ndim) is not None
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS)
@@ -147,12 +277,12 @@ def test_out_of_grid_values_never_reach_the_result(fw):
             d[:, k][:, outside] = 0.0
         u = asarray(rng.standard_normal((2, H, W)))
         for name in ("ssd_apply", "ssd_apply_transpose"):
-            got = to_numpy(kernel(name, xp)(asarray(poisoned), offsets, u))
+            got = to_numpy(kernel(name, xp)(diagonals=asarray(poisoned), offsets=offsets, u=u))
             assert np.all(np.isfinite(got))
-            assert_close(got, kernel(name, xp)(asarray(d), offsets, u), "float64")
+            assert_close(got, kernel(name, xp)(diagonals=asarray(d), offsets=offsets, u=u), "float64")
     zeta = rng.standard_normal((5, H, W))
     zeta[0, 0], zeta[1, :, 0], zeta[2, -1], zeta[3, :, -1] = np.inf, np.nan, -np.inf, np.nan
-    got = to_numpy(kernel("filter_step", xp)(asarray(rng.standard_normal((H, W))), asarray(zeta), 0.1))
+    got = to_numpy(kernel("filter_step", xp)(u=asarray(rng.standard_normal((H, W))), zeta=asarray(zeta), dt=0.1))
     assert np.all(np.isfinite(got))
 
 
@@ -167,7 +297,7 @@ def test_filter_step_matches_generic(fw, dtype):
         for dt in (0.3, asarray(np.asarray(0.2, dtype=dtype))):
             with backends.use_generic():
                 reference = ssdops.filter_step(u, zeta, dt)
-            assert_close(kernel("filter_step", xp)(u, zeta, dt), reference, dtype)
+            assert_close(kernel("filter_step", xp)(u=u, zeta=zeta, dt=dt), reference, dtype)
             assert_close(ssdops.filter_step(u, zeta, dt), reference, dtype)
 
 
@@ -185,7 +315,8 @@ def test_perona_malik_step_matches_generic(fw, dtype):
                 with backends.use_generic():
                     reference = ssdops.perona_malik_step(u, dt=0.1, lam=0.2, diffusivity=name, bc=bc,
                                                          ghost_gamma=ghost_gamma, check_stable=False)
-                got = kernel("perona_malik_step", xp)(u, 0.1, 0.2, name, bc, ghost_gamma)
+                got = kernel("perona_malik_step", xp)(u=u, dt=0.1, lam=0.2, diffusivity=name, bc=bc,
+                                                       ghost_gamma=ghost_gamma, ndim=2)
                 assert_close(got, reference, dtype)
 
 
@@ -193,7 +324,7 @@ def test_perona_malik_step_matches_generic(fw, dtype):
 def test_numpy_blocks_and_fallback_batches(monkeypatch, threads):
     """Tiny blocks (several per image, partial last block), runs of blocks on several threads, and a
     batch that cannot be merged into one axis without a copy give the same values as the generic code."""
-    from backends import numpy_backend
+    from ssdops.backends import _numpy as numpy_backend
 
     monkeypatch.setattr(numpy_backend, "THREADS", threads)
     monkeypatch.setattr(numpy_backend, "PARALLEL_MIN_ELEMENTS", 0)
@@ -202,18 +333,19 @@ def test_numpy_blocks_and_fallback_batches(monkeypatch, threads):
     u = rng.standard_normal((3, 2, 13, 11))
     for block_bytes in (8, 8 * 11 * 4, 8 * 13 * 11 * 5):
         monkeypatch.setattr(numpy_backend, "BLOCK_BYTES", block_bytes)
-        assert_close(numpy_backend.ssd_apply(d, NINE, u), apply_generic(np, d, NINE, u), "float64")
-        assert_close(numpy_backend.ssd_apply_transpose(d, NINE, u),
+        assert_close(numpy_backend.ssd_apply(diagonals=d, offsets=NINE, u=u), apply_generic(np, d, NINE, u), "float64")
+        assert_close(numpy_backend.ssd_apply_transpose(diagonals=d, offsets=NINE, u=u),
                      apply_transpose_generic(np, d, NINE, u), "float64")
-        assert_close(numpy_backend.filter_step(u, d[:, :, :5], 0.1),
+        assert_close(numpy_backend.filter_step(u=u, zeta=d[:, :, :5], dt=0.1),
                      u + ssdops.ssd_from_filters(d[:, :, :5], 0.1).matvec(u), "float64")
         with backends.use_generic():
             reference = ssdops.perona_malik_step(u, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=0.0)
-        assert_close(numpy_backend.perona_malik_step(u, 0.1, 0.2, "perona_malik", "dirichlet", 0.0),
+        assert_close(numpy_backend.perona_malik_step(u=u, dt=0.1, lam=0.2, diffusivity="perona_malik",
+                                                     bc="dirichlet", ghost_gamma=0.0, ndim=2),
                      reference, "float64")
     # Non-contiguous planes are copied once, not misread.
     ut = np.swapaxes(rng.standard_normal((11, 13)), 0, 1)
-    assert_close(numpy_backend.ssd_apply(d[0, 0], NINE, ut), apply_generic(np, d[0, 0], NINE, ut), "float64")
+    assert_close(numpy_backend.ssd_apply(diagonals=d[0, 0], offsets=NINE, u=ut), apply_generic(np, d[0, 0], NINE, ut), "float64")
 
 
 # --------------------------------------------------------------------------- PyTorch
@@ -226,7 +358,7 @@ def torch():
 
 def test_torch_functional_form_matches(torch):
     """The functional form compiled for CUDA computes the same values (checked here on the CPU)."""
-    from backends import torch_backend
+    from ssdops.backends import _torch as torch_backend
 
     xp = array_api_compat.array_namespace(torch.empty(0))
     rng = np.random.default_rng(5)
@@ -253,7 +385,7 @@ def test_torch_gradcheck(torch):
     d, u = leaf((2, 1, 9, 3, 4)), leaf((3, 3, 4))
     for name in ("ssd_apply", "ssd_apply_transpose"):
         fast = backends.lookup(name, array_api_compat.array_namespace(u))
-        assert gradcheck(lambda d, u: fast(d, NINE, u), (d, u))
+        assert gradcheck(lambda d, u: fast(diagonals=d, offsets=NINE, u=u), (d, u))
     wide = leaf((len(WIDE), 3, 4))
     assert gradcheck(lambda d, u: ssdops.SSD(d, WIDE) @ u, (wide, u))
     assert gradgradcheck(lambda d, u: ssdops.SSD(d, NINE) @ u, (d, u))
@@ -369,18 +501,19 @@ def test_cupy_kernels_match_generic():
             offsets = OFFSETS[name]
             d = cupy.asarray(rng.standard_normal(dbatch + (len(offsets),) + grid).astype(dtype))
             u = cupy.asarray(rng.standard_normal(ubatch + grid).astype(dtype))
-            assert_close(kernel("ssd_apply", xp)(d, offsets, u), apply_generic(xp, d, offsets, u), dtype)
-            assert_close(kernel("ssd_apply_transpose", xp)(d, offsets, u),
+            assert_close(kernel("ssd_apply", xp)(diagonals=d, offsets=offsets, u=u), apply_generic(xp, d, offsets, u), dtype)
+            assert_close(kernel("ssd_apply_transpose", xp)(diagonals=d, offsets=offsets, u=u),
                          apply_transpose_generic(xp, d, offsets, u), dtype)
             if name == "five":
                 with backends.use_generic():
                     reference = ssdops.filter_step(u, d, 0.3)
-                assert_close(kernel("filter_step", xp)(u, d, 0.3), reference, dtype)
+                assert_close(kernel("filter_step", xp)(u=u, zeta=d, dt=0.3), reference, dtype)
         image = cupy.asarray(rng.random((2, 5, 7)).astype(dtype))
         for diffusivity in DIFFUSIVITIES:
             for bc, ghost_gamma in BOUNDARIES:
                 with backends.use_generic():
                     reference = ssdops.perona_malik_step(image, dt=0.1, lam=0.2, diffusivity=diffusivity,
                                                          bc=bc, ghost_gamma=ghost_gamma, check_stable=False)
-                assert_close(kernel("perona_malik_step", xp)(image, 0.1, 0.2, diffusivity, bc, ghost_gamma),
+                assert_close(kernel("perona_malik_step", xp)(u=image, dt=0.1, lam=0.2, diffusivity=diffusivity, bc=bc,
+                                                                ghost_gamma=ghost_gamma, ndim=2),
                              reference, dtype)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdops import benchmark, cli, compare
+from ssdops.tools import bench as benchmark, cli, compare
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_FRAMEWORKS = [name for name in ("numpy", "torch", "jax") if importlib.util.find_spec(name)]
@@ -181,7 +181,7 @@ def test_compare_references_are_independent_of_ssdops():
     previous = getattr(backends, "_FORCE_GENERIC", False)
     backends.use_generic(True)
     try:
-        ours = ssdops.perona_malik(data["u"], **compare.PM_ARGS)
+        ours = ssdops.perona_malik(data["u"], **compare.PAPER_PM_ARGS)
     finally:
         backends.use_generic(previous)
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-14)

@@ -121,7 +121,7 @@ def test_trace_matches_independent_computation():
 
 def test_conv_is_torch_cross_correlation():
     torch = pytest.importorskip("torch")
-    conv = diffnet_jax.Conv2d(3, 4, 3, key=jax.random.PRNGKey(0))
+    conv = diffnet_jax.Conv(3, 4, 3, key=jax.random.PRNGKey(0))
     x = _rand((2, 3, 7, 5))
     tconv = torch.nn.Conv2d(3, 4, 3, padding=1)
     with torch.no_grad():
@@ -130,7 +130,7 @@ def test_conv_is_torch_cross_correlation():
         ref = tconv(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(conv(jnp.asarray(x)), ref, rtol=1e-5, atol=1e-6)
     # initialisation law of torch.nn.Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    big = diffnet_jax.Conv2d(8, 8, 3, key=jax.random.PRNGKey(1))   # the shape of SMALL's hidden convs
+    big = diffnet_jax.Conv(8, 8, 3, key=jax.random.PRNGKey(1))   # the shape of SMALL's hidden convs
     bound = 1 / np.sqrt(8 * 9)
     assert float(jnp.max(jnp.abs(big.weight))) <= bound and float(jnp.max(jnp.abs(big.weight))) > 0.9 * bound
 
@@ -178,7 +178,7 @@ def _expected_names(n_layers, depth):
 
 
 def test_state_dict_names_and_shapes():
-    from diffnet_jax.weights import named_leaves
+    from diffnet_jax.models import named_leaves
 
     skeleton = eqx.filter_eval_shape(diffnet_jax.DiffNet, n_layers=2, depth=4, width=32, key=jax.random.PRNGKey(0))
     sd = dict(named_leaves(skeleton))
@@ -236,7 +236,7 @@ def test_load_hand_written_file(tmp_path):
     path = tmp_path / "hand.safetensors"
     save_file(tensors, str(path), metadata={"format": "ssdops-diffnet/1", "config": json.dumps(config)})
     model = diffnet_jax.load_weights(path)
-    assert model.config == config
+    assert model.config == {**config, "ndim": 2}    # a config without ndim is a 2-D model
     sd = diffnet_jax.state_dict(model)
     assert set(sd) == set(tensors)
     for name, value in tensors.items():
@@ -363,15 +363,15 @@ TINY = ["--task", "deconvolution", "--data", "disks", "--image-size", "12", "--t
 
 
 def test_two_steps_lower_the_loss():
-    from diffnet_jax.train import Trainer
+    from diffnet_jax.trainer import JaxTrainer
 
     model = diffnet_jax.DiffNet(n_layers=1, depth=2, width=4, key=jax.random.PRNGKey(0))
     x = _rand((4, 1, 12, 12), seed=20)
     y = np.maximum(x - 0.3, 0.0).astype(np.float32)
-    trainer = Trainer(model, lr=1e-2, lr_final=1e-2, total_steps=2, batch_size=4)
+    trainer = JaxTrainer(batch_size=4)
+    trainer.set_model(model)
     before, _ = trainer.evaluate(x, y, batch=4)
-    xb, yb, wb = trainer.put_batch(x, y, np.arange(4), 4)
-    losses = [float(trainer.step(xb, yb, wb)[0]) for _ in range(2)]
+    losses = [float(trainer.step(x, y, 1e-2)[0]) for _ in range(2)]
     after, _ = trainer.evaluate(x, y, batch=4)
     assert losses[0] == pytest.approx(before, rel=1e-5)
     assert losses[1] < losses[0] and after < before
@@ -380,22 +380,24 @@ def test_two_steps_lower_the_loss():
 
 def test_padded_batch_equals_short_batch():
     """A short last batch is padded and masked: the same loss as the unpadded batch."""
-    from diffnet_jax.train import Trainer
+    from diffnet_jax.trainer import JaxTrainer
 
     model = diffnet_jax.DiffNet(n_layers=1, depth=2, width=4, key=jax.random.PRNGKey(1))
     x = _rand((3, 1, 12, 12), seed=21)
     y = _rand((3, 1, 12, 12), seed=22)
-    trainer = Trainer(model, lr=1e-3, lr_final=1e-3, total_steps=1, batch_size=4)
-    xb, yb, wb = trainer.put_batch(x, y, np.arange(3), 4)
+    trainer = JaxTrainer(batch_size=4)
+    trainer.set_model(model)
+    _, _, wb = trainer.put_batch(x, y, 4)
     assert np.asarray(wb).tolist() == [1.0, 1.0, 1.0, 0.0]
-    loss, _ = trainer.step(xb, yb, wb)
+    loss, _, finite = trainer.step(x, y, 1e-3)
+    assert bool(finite)
     ref = float(jnp.mean((model(jnp.asarray(x)) - jnp.asarray(y)) ** 2))
     assert float(loss) == pytest.approx(ref, rel=1e-5)
 
 
 def test_cli_train_evaluate_resume(tmp_path, capsys):
     from diffnet_jax.cli import main
-    from ssdops import runs
+    from ssdops.diffnet import runs
 
     full, part = tmp_path / "full", tmp_path / "part"
     assert main(["train", *TINY, "--out", str(full)]) == 0
@@ -413,8 +415,9 @@ def test_cli_train_evaluate_resume(tmp_path, capsys):
     # interrupted after epoch 1, then resumed: the same numbers as the uninterrupted run
     assert main(["train", *TINY, "--out", str(part), "--stop-after", "1"]) == 0
     assert runs.read_summary(part)["stopped"] == "stop_after"
-    with pytest.raises(FileExistsError):
+    with pytest.raises(SystemExit) as exit_info:   # a directory holding a run: refused, nothing changed
         main(["train", *TINY, "--out", str(part)])
+    assert exit_info.value.code == 2
     assert main(["train", "--out", str(part), "--resume", "--quiet"]) == 0
     resumed = runs.MetricsLog(part).rows
     assert [r["epoch"] for r in resumed] == [1, 2]
@@ -437,7 +440,7 @@ def test_cli_train_evaluate_resume(tmp_path, capsys):
 
 def test_linear_model_trains(tmp_path):
     from diffnet_jax.cli import main
-    from ssdops import runs
+    from ssdops.diffnet import runs
 
     assert main(["train", *TINY, "--model", "linear", "--epochs", "1", "--out", str(tmp_path / "lin")]) == 0
     model = diffnet_jax.load_weights(tmp_path / "lin" / "weights.safetensors")
@@ -449,7 +452,7 @@ _SHARDED = textwrap.dedent("""
     import json, sys
     import jax
     assert jax.device_count() == 2, jax.devices()
-    from diffnet_jax.train import train
+    from diffnet_jax.trainer import train
     base = dict(model="diffnet", task="deconvolution", data="disks", image_size=12, train_size=16,
                 test_size=6, epochs=2, lr=1e-2, lr_final=1e-3, layers=1, depth=2, width=4, progress=False)
     two = train(dict(base, batch_size=4, devices=2, out=sys.argv[1] + "/two"), log=lambda *a: None)

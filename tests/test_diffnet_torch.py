@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -116,7 +115,7 @@ def test_unet_odd_sizes():
 
 
 def test_two_steps_lower_the_loss():
-    from ssdops import datasets
+    from ssdops.diffnet import data as datasets
 
     torch.manual_seed(0)
     x, y = datasets.make_task("deconvolution", datasets.disks(8, 24, seed=0))
@@ -168,8 +167,9 @@ def test_cli_train_evaluate_resume_figures(tmp_path, capsys):
     assert cli_main(["figures", str(full)]) == 0
     for f in ("results.png", "fft.png", "zeta.png", "smoothing.png"):
         assert (full / "figures" / f).stat().st_size > 1000
-    with pytest.raises(FileExistsError):
+    with pytest.raises(SystemExit) as exit_info:   # a directory holding a run: refused, nothing changed
         cli_main(TINY + ["--out", str(full)])
+    assert exit_info.value.code == 2
 
 
 def test_cli_early_stopping_and_linear(tmp_path):

@@ -2,39 +2,24 @@
 
 References: scipy.sparse.linalg.expm_multiply of scipy's LaplacianNd, the discrete Gaussian kernel
 exp(-2T) I_n(2T) (scipy.special.ive), and direct scipy.sparse transcriptions of the time-stepping
-schemes (the authors' MATLAB data generator AnisoDiff2d.m for Perona-Malik) written in this file.
+schemes (the authors' MATLAB data generator AnisoDiff2d.m for Perona-Malik: support.pm_reference).
 """
 import array_api_compat
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from hypothesis import strategies as st
-from scipy.sparse.linalg import LaplacianNd, expm_multiply, spsolve
+from scipy.sparse.linalg import expm_multiply, spsolve
 from scipy.special import ive
 
 import ssdops
-from conftest import asarray, property_check, to_numpy
-
-BCS = ("neumann", "dirichlet")
+import strategies as sst
+from support import BCS, asarray, pm_reference, ref_divergence_form, rel_err, scipy_laplacian, to_numpy
 
 
 # ----------------------------------------------------------------------------------------------
-# helpers
+# references (the diffusion matrices and the authors' Perona-Malik generator are support's)
 # ----------------------------------------------------------------------------------------------
-def is_numpy(xp):
-    return array_api_compat.is_numpy_namespace(xp)
-
-
-def rel_err(a, b):
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
-
-
-def scipy_lap(shape, bc):
-    return sp.csr_matrix(LaplacianNd(shape, boundary_conditions=bc, dtype=np.float64).tosparse())
-
-
 def expm_ref(A, T, u):
     """exp(T A) u per image of u (..., H, W) with scipy's expm_multiply (float64)."""
     u = np.asarray(u, dtype=np.float64)
@@ -50,83 +35,6 @@ def expm_ref(A, T, u):
     return out.T.reshape(u.shape)
 
 
-shapes_ge2 = st.tuples(st.integers(2, 7), st.integers(2, 7))
-
-
-# ----------------------------------------------------------------------------------------------
-# the authors' data generator (dataCreation/AnisoDiff2d.m), transcribed with scipy.sparse
-# ----------------------------------------------------------------------------------------------
-def _face_diff(n, bc):
-    """Differences over the faces of one line of n pixels.
-
-    dirichlet: all n+1 faces; the first is u_0 - ghost (= u_0) and the last ghost - u_{n-1}.
-    neumann: the n-1 interior faces only (no flux through the boundary).
-    """
-    if bc == "dirichlet":
-        return sp.diags([-np.ones(n), np.ones(n)], [-1, 0], shape=(n + 1, n), format="csr")
-    if n == 1:
-        return sp.csr_matrix((0, 1))
-    return sp.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n), format="csr")
-
-
-def _backward_diff(n, bc):
-    """u[i] - u[i-1]; at i = 0 against the zero ghost (dirichlet) or 0 (neumann)."""
-    B = sp.diags([np.ones(n), -np.ones(n - 1)], [0, -1], shape=(n, n), format="lil")
-    if bc == "neumann":
-        B[0, 0] = 0.0
-    return sp.csr_matrix(B)
-
-
-def _face_gamma(gamma, axis, bc, ghost_gamma):
-    """Mean of the two pixels' gamma on each face; under dirichlet the ghost's gamma is
-    ghost_gamma (or the edge pixel's own gamma when None)."""
-    g = np.moveaxis(gamma, axis, 0)
-    if bc == "dirichlet":
-        lo = g[:1] if ghost_gamma is None else np.full_like(g[:1], ghost_gamma)
-        hi = g[-1:] if ghost_gamma is None else np.full_like(g[-1:], ghost_gamma)
-        g = np.concatenate([lo, g, hi], axis=0)
-    return np.moveaxis(0.5 * (g[:-1] + g[1:]), 0, axis)
-
-
-def _diffusion_matrix(gamma, bc, ghost_gamma):
-    H, W = gamma.shape
-    Dy = sp.kron(_face_diff(H, bc), sp.eye(W), format="csr")
-    Dx = sp.kron(sp.eye(H), _face_diff(W, bc), format="csr")
-    gy = _face_gamma(gamma, 0, bc, ghost_gamma).ravel()
-    gx = _face_gamma(gamma, 1, bc, ghost_gamma).ravel()
-    return sp.csr_matrix(-(Dx.T @ sp.diags(gx) @ Dx + Dy.T @ sp.diags(gy) @ Dy))
-
-
-G_CLOSED = {
-    "perona_malik": lambda s2, lam: 1.0 / (1.0 + s2 / lam**2),
-    "perona_malik_exp": lambda s2, lam: np.exp(-s2 / lam**2),
-    "charbonnier": lambda s2, lam: 1.0 / np.sqrt(1.0 + s2 / lam**2),
-    "total_variation": lambda s2, lam: 1.0 / np.sqrt(s2 + lam**2),
-    "linear": lambda s2, lam: np.ones_like(s2),
-}
-
-
-def pm_reference(u0, *, steps, dt, lam, bc, ghost_gamma, g="perona_malik", scheme="explicit"):
-    """Perona-Malik per step: backward differences (ghost counts under dirichlet), gamma = g(s2),
-    L(gamma) over the faces, u <- u + dt L u (explicit) or solve (I - dt L) x = u (semi-implicit)."""
-    g = G_CLOSED[g] if isinstance(g, str) else g
-    u0 = np.asarray(u0, dtype=np.float64)
-    H, W = u0.shape
-    By = sp.kron(_backward_diff(H, bc), sp.eye(W), format="csr")
-    Bx = sp.kron(sp.eye(H), _backward_diff(W, bc), format="csr")
-    I = sp.eye(H * W, format="csc")
-    u = u0.ravel().copy()
-    for _ in range(steps):
-        s2 = (By @ u) ** 2 + (Bx @ u) ** 2
-        gamma = g(s2, lam).reshape(H, W)
-        L = _diffusion_matrix(gamma, bc, ghost_gamma)
-        if scheme == "explicit":
-            u = u + dt * (L @ u)
-        else:
-            u = spsolve(sp.csc_matrix(I - dt * L), u)
-    return u.reshape(H, W)
-
-
 def image(rng, shape):
     """A grey image divided by its max, like the STL-10 generator's input: smooth part + texture."""
     H, W = shape[-2:]
@@ -140,17 +48,17 @@ def image(rng, shape):
 # heat, exact
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bc", BCS)
-def test_heat_exact_vs_expm_multiply(xp, bc):
+def test_heat_exact_vs_expm_multiply(xp, bc, property_check):
     rng = np.random.default_rng(0)
 
-    @property_check(xp, shapes_ge2, st.floats(0.0, 2.0), fixed=[((3, 4), 0.7), ((2, 5), 1.3)])
+    @property_check(xp, sst.grids(2, 7), st.floats(0.0, 2.0), fixed=[((3, 4), 0.7), ((2, 5), 1.3)])
     def _(shape, T):
         u0 = rng.standard_normal((2,) + tuple(shape))
         out = ssdops.heat(asarray(xp, u0), T, bc=bc, method="exact")
         assert array_api_compat.array_namespace(out) is array_api_compat.array_namespace(asarray(xp, u0))
         out = to_numpy(out)
         assert out.shape == u0.shape
-        ref = expm_ref(scipy_lap(shape, bc), T, u0)
+        ref = expm_ref(scipy_laplacian(shape, bc), T, u0)
         for b in range(2):
             assert rel_err(out[b], ref[b]) < 1e-10, (shape, T, b)
 
@@ -163,7 +71,7 @@ def test_heat_exact_float32(xp, bc):
     x = asarray(xp, u0, "float32")
     out = ssdops.heat(x, 0.7, bc=bc, method="exact")
     assert out.dtype == x.dtype
-    ref = expm_ref(scipy_lap(shape, bc), 0.7, u0)
+    ref = expm_ref(scipy_laplacian(shape, bc), 0.7, u0)
     np.testing.assert_allclose(to_numpy(out), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -186,7 +94,7 @@ def test_heat_exact_thin_grids(xp, bc, shape):
         extra = -4.0 if bc == "dirichlet" else 0.0
     else:
         n = max(shape)
-        A1 = scipy_lap((n,), bc) if bc == "dirichlet" else sp.csr_matrix(_neumann_1d(n))
+        A1 = scipy_laplacian((n,), bc) if bc == "dirichlet" else sp.csr_matrix(_neumann_1d(n))
         extra = -2.0 if bc == "dirichlet" else 0.0
     ref = expm_ref(A1 + extra * sp.eye(A1.shape[0]), T, u0.reshape(1, -1)).reshape(shape)
     assert rel_err(out, ref) < 1e-10
@@ -249,7 +157,7 @@ def test_heat_explicit_matches_transcription(xp, bc):
     shape = (6, 7)
     u0 = rng.standard_normal(shape)
     T, steps = 1.0, 8
-    A = scipy_lap(shape, bc)
+    A = scipy_laplacian(shape, bc)
     u = u0.ravel()
     for _ in range(steps):
         u = u + (T / steps) * (A @ u)
@@ -263,7 +171,7 @@ def test_heat_implicit_matches_transcription(xp, bc):
     shape = (6, 7)
     u0 = rng.standard_normal(shape)
     T, steps = 1.0, 4
-    A = scipy_lap(shape, bc)
+    A = scipy_laplacian(shape, bc)
     M = sp.csc_matrix(sp.eye(A.shape[0]) - (T / steps) * A)
     u = u0.ravel()
     for _ in range(steps):
@@ -279,7 +187,7 @@ def test_heat_stepping_converges_to_exact(bc, method):
     rng = np.random.default_rng(6)
     u0 = rng.uniform(size=(2, 8, 9))
     T = 0.5
-    exact = expm_ref(scipy_lap((8, 9), bc), T, u0)
+    exact = expm_ref(scipy_laplacian((8, 9), bc), T, u0)
     errs = [rel_err(ssdops.heat(u0, T, bc=bc, method=method, steps=s), exact) for s in (4, 16, 64)]
     assert errs[0] > errs[1] > errs[2]
     # first order in dt: 4x the steps cuts the error by about 4
@@ -304,23 +212,23 @@ def test_stable_dt_laplacian(bc):
     assert isinstance(ssdops.stable_dt(ssdops.laplacian((5, 6), bc=bc)), float)
 
 
-def test_stable_dt_property_against_matrix():
+def test_stable_dt_property_against_matrix(property_check):
     """stable_dt = min over pixels with centre c < 0 of -1/c (no negative off-diagonals)."""
     rng = np.random.default_rng(8)
 
-    @property_check(np, st.tuples(st.integers(1, 6), st.integers(1, 6)), st.sampled_from(BCS))
+    @property_check(np, sst.grids(1, 6), st.sampled_from(BCS))
     def _(shape, bc):
         gamma = rng.uniform(0.1, 3.0, size=shape)
         op = ssdops.divergence_form(gamma, bc=bc)
-        c = _diffusion_matrix(gamma, bc, None).diagonal()
+        c = ref_divergence_form(gamma, bc, None).diagonal()
         expected = np.min(-1.0 / c[c < 0]) if np.any(c < 0) else np.inf
         np.testing.assert_allclose(ssdops.stable_dt(op), expected, rtol=1e-14)
         # the largest dt for which I + dt L has no negative entry
         dt = ssdops.stable_dt(op)
         if np.isfinite(dt):
-            M = (sp.eye(c.size) + dt * _diffusion_matrix(gamma, bc, None)).toarray()
+            M = (sp.eye(c.size) + dt * ref_divergence_form(gamma, bc, None)).toarray()
             assert M.min() >= -1e-12
-            M = (sp.eye(c.size) + 1.01 * dt * _diffusion_matrix(gamma, bc, None)).toarray()
+            M = (sp.eye(c.size) + 1.01 * dt * ref_divergence_form(gamma, bc, None)).toarray()
             assert M.min() < 0
 
 
@@ -334,7 +242,7 @@ def test_explicit_step(xp, dtype_name):
     rng = np.random.default_rng(9)
     u = rng.standard_normal((3, 6, 7))
     op = ssdops.laplacian((6, 7), bc="dirichlet", like=asarray(xp, u, dtype_name))
-    A = scipy_lap((6, 7), "dirichlet")
+    A = scipy_laplacian((6, 7), "dirichlet")
     ux = asarray(xp, u, dtype_name)
     tol = 1e-5 if dtype_name == "float32" else 1e-13
     for dt, check in [(0.2, True), (0.25, True), (0.3, False)]:
@@ -383,12 +291,12 @@ def test_perona_malik_neumann(xp):
     np.testing.assert_allclose(out.sum(), u0.sum(), rtol=1e-12)  # Neumann conserves mass
 
 
-def test_perona_malik_hypothesis_shapes():
+def test_perona_malik_hypothesis_shapes(property_check):
     rng = np.random.default_rng(13)
 
     @property_check(
         np,
-        st.tuples(st.integers(1, 7), st.integers(1, 7)),
+        sst.grids(),
         st.sampled_from([("neumann", None), ("dirichlet", None), ("dirichlet", 0.0)]),
         st.integers(1, 4),
     )

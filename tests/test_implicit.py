@@ -8,7 +8,6 @@ import re
 import warnings
 import zlib
 
-import array_api_compat
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -17,10 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ssdops
-from conftest import asarray, assemble, to_numpy
+import strategies as sst
+from support import FIVE, NINE, asarray, assemble, check_like, random_nonsymmetric, rel_err, to_numpy
 
-FIVE = ((-1, 0), (0, -1), (1, 0), (0, 1), (0, 0))
-NINE = FIVE + ((-1, -1), (-1, 1), (1, -1), (1, 1))
 ODD_OFFSETS = ((0, 0), (0, 2), (-2, 1), (1, -1))  # a non-standard, non-symmetric offsets set
 
 # Relative accuracy of the solution x against the float64 spsolve reference.
@@ -40,22 +38,12 @@ XP_SETTINGS = dict(
 )
 
 
-# --------------------------------------------------------------------------- namespaces
-# The broad matrices below run on `xpn` (numpy, array_api_strict, torch). JAX runs through the shared
-# `xp` fixture only in the tests marked "all namespaces", on a reduced case list: every eager JAX solve
-# traces and compiles its Krylov loop (0.5-3 s a call), which a full matrix cannot afford.
-def _namespace(name):
-    if name == "numpy":
-        return array_api_compat.array_namespace(np.empty(0))
-    if name == "array_api_strict":
-        return pytest.importorskip("array_api_strict")
-    torch = pytest.importorskip("torch")
-    return array_api_compat.array_namespace(torch.empty(0))
-
-
-@pytest.fixture(params=["numpy", "array_api_strict", "torch"])
-def xpn(request):
-    return _namespace(request.param)
+# The broad matrices below leave JAX out: every eager JAX solve traces and compiles its Krylov loop
+# (0.5-3 s a call), which a full matrix cannot afford. JAX runs the reduced case lists of
+# test_implicit_step_all_namespaces, test_nonconvergence_all_namespaces and
+# test_unconverged_result_is_never_silent.
+skip_jax = pytest.mark.skip_libraries(
+    "jax", reason="eager JAX compiles each Krylov solve (0.5-3 s a call): JAX runs the reduced case lists")
 
 
 # --------------------------------------------------------------------------- references
@@ -92,38 +80,8 @@ def residuals(diagonals, offsets, u, dt, x):
     return out
 
 
-def rel_err(x, ref):
-    x = np.asarray(x, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    return np.linalg.norm(x - ref) / max(np.linalg.norm(ref), 1e-300)
-
-
-def random_nonsymmetric(rng, offsets, grid_shape, batch=(), dt=1.0):
-    """Random non-symmetric SSD diagonals with I - dt*op strictly diagonally dominant (rows and
-    columns), including garbage values at out-of-grid positions (which apply must ignore)."""
-    K = len(offsets)
-    H, W = grid_shape
-    d = rng.uniform(-1.0, 1.0, size=batch + (K, H, W))
-    c = [k for k, o in enumerate(offsets) if tuple(o) == (0, 0)][0]
-    off_sum = np.abs(d).sum(axis=-3) - np.abs(d[..., c, :, :])
-    # centre c <= -(sum of |off-diagonals| over the whole stencil) - 0.5: every row and column of
-    # I - dt A has diagonal >= 1 + dt*(K-1 + 0.5) > dt * (off-diagonal row/column sum).
-    d[..., c, :, :] = -(K - 1) - 0.5 - rng.uniform(0.0, 1.0, size=off_sum.shape)
-    return d
-
-
 def gamma_field(rng, grid_shape, batch=()):
     return rng.uniform(0.5, 2.0, size=batch + tuple(grid_shape))
-
-
-def check_like(x, u, shape=None):
-    """x keeps u's namespace, dtype and device (and has the expected shape)."""
-    assert array_api_compat.array_namespace(x) is array_api_compat.array_namespace(u)
-    assert type(x) is type(u) or array_api_compat.is_jax_array(x)
-    assert x.dtype == u.dtype, (x.dtype, u.dtype)
-    assert array_api_compat.device(x) == array_api_compat.device(u)
-    if shape is not None:
-        assert tuple(x.shape) == tuple(shape), (tuple(x.shape), tuple(shape))
 
 
 def make_op(kind, xp, dtype_name, grid_shape, rng, batch=()):
@@ -178,12 +136,13 @@ def test_select_method_nonsymmetric_is_bicgstab(offsets):
     + [(k, m) for k in NONSYMMETRIC for m in ("auto", "bicgstab")]
     + [(k, "spectral") for k in ("lap_neumann", "lap_dirichlet", "lap2_neumann", "lap2_dirichlet")],
 )
-def test_implicit_step_matches_spsolve(xpn, dtype_name, kind, method):
+@skip_jax
+def test_implicit_step_matches_spsolve(xp, dtype_name, kind, method):
     rng = np.random.default_rng(zlib.crc32(f"{kind}/{method}".encode()))
     grid = (5, 6)
-    op, d_np, offs = make_op(kind, xpn, dtype_name, grid, rng)
+    op, d_np, offs = make_op(kind, xp, dtype_name, grid, rng)
     u_np = rng.standard_normal(grid)
-    u = asarray(xpn, u_np, dtype_name)
+    u = asarray(xp, u_np, dtype_name)
     dt = 0.7
     x = ssdops.implicit_step(u, op, dt, method=method)
     check_like(x, u, grid)
@@ -224,13 +183,14 @@ def test_implicit_step_all_namespaces(xp, case):
     [("div_neumann", "cg"), ("div_dirichlet", "cg"), ("div_dirichlet_ghost0", "auto"),
      ("nonsym5", "bicgstab"), ("nonsym9", "auto"), ("lap_dirichlet", "spectral")],
 )
-def test_residual_below_tol(xpn, dtype_name, kind, method):
+@skip_jax
+def test_residual_below_tol(xp, dtype_name, kind, method):
     """With an explicit tol, the true relative residual (float64) of every image is <= tol."""
     rng = np.random.default_rng(7)
     grid = (6, 5)
-    op, d_np, offs = make_op(kind, xpn, dtype_name, grid, rng)
+    op, d_np, offs = make_op(kind, xp, dtype_name, grid, rng)
     u_np = rng.standard_normal((3,) + grid) * np.array([1.0, 1e3, 1e-3])[:, None, None]
-    u = asarray(xpn, u_np, dtype_name)
+    u = asarray(xp, u_np, dtype_name)
     tol = RTOL_SOLVE[dtype_name]
     dt = 2.0
     x = ssdops.implicit_step(u, op, dt, method=method, tol=tol)
@@ -300,11 +260,12 @@ def test_unknown_method_raises():
      ("lap_dirichlet", "cg"), ("div_neumann", "auto"), ("div_dirichlet", "cg"),
      ("nonsym5", "auto"), ("nonsym9", "bicgstab"), ("lap2_dirichlet", "spectral")],
 )
-def test_thin_grids(xpn, grid, kind, method):
+@skip_jax
+def test_thin_grids(xp, grid, kind, method):
     rng = np.random.default_rng(5)
-    op, d_np, offs = make_op(kind, xpn, "float64", grid, rng)
+    op, d_np, offs = make_op(kind, xp, "float64", grid, rng)
     u_np = rng.standard_normal((2,) + grid)
-    u = asarray(xpn, u_np)
+    u = asarray(xp, u_np)
     x = ssdops.implicit_step(u, op, 1.3, method=method)
     check_like(x, u, (2,) + grid)
     assert rel_err(to_numpy(x), reference_solve(d_np, offs, u_np, 1.3)) <= XTOL["float64"]
@@ -323,13 +284,14 @@ def test_one_by_one_values():
 # --------------------------------------------------------------------------- batching
 @pytest.mark.parametrize("kind,method", [("div_neumann", "auto"), ("div_dirichlet", "cg"),
                                          ("nonsym5", "auto"), ("nonsym9", "bicgstab")])
-def test_batched_ops_each_image_its_own_system(xpn, dtype_name, kind, method):
+@skip_jax
+def test_batched_ops_each_image_its_own_system(xp, dtype_name, kind, method):
     rng = np.random.default_rng(13)
     grid = (4, 5)
-    op, d_np, offs = make_op(kind, xpn, dtype_name, grid, rng, batch=(3,))
+    op, d_np, offs = make_op(kind, xp, dtype_name, grid, rng, batch=(3,))
     assert tuple(op.batch_shape) == (3,)
     u_np = rng.standard_normal((3,) + grid)
-    u = asarray(xpn, u_np, dtype_name)
+    u = asarray(xp, u_np, dtype_name)
     x = ssdops.implicit_step(u, op, 0.9, method=method)
     check_like(x, u, (3,) + grid)
     ref = reference_solve(d_np, offs, to_numpy(u), 0.9)
@@ -344,12 +306,13 @@ def test_batched_ops_each_image_its_own_system(xpn, dtype_name, kind, method):
 
 @pytest.mark.parametrize("kind,method", [("lap_neumann", "auto"), ("lap_dirichlet", "cg"),
                                          ("div_dirichlet", "auto"), ("nonsym5", "bicgstab")])
-def test_batched_u_single_op(xpn, kind, method):
+@skip_jax
+def test_batched_u_single_op(xp, kind, method):
     rng = np.random.default_rng(17)
     grid = (5, 4)
-    op, d_np, offs = make_op(kind, xpn, "float64", grid, rng)
+    op, d_np, offs = make_op(kind, xp, "float64", grid, rng)
     u_np = rng.standard_normal((2, 3) + grid)
-    u = asarray(xpn, u_np)
+    u = asarray(xp, u_np)
     x = ssdops.implicit_step(u, op, 1.1, method=method)
     check_like(x, u, (2, 3) + grid)
     assert rel_err(to_numpy(x), reference_solve(d_np, offs, u_np, 1.1)) <= XTOL["float64"]
@@ -415,9 +378,9 @@ def test_default_maxiter_suffices_for_moderate_system():
                           "div_dirichlet", "div_dirichlet_ghost0", "nonsym5", "nonsym9",
                           "nonsym_odd"]),
     batch=st.sampled_from([(), (2,)]),
-    dtype_name=st.sampled_from(["float32", "float64"]),
+    dtype_name=sst.dtype_names,
     dt=st.floats(0.05, 3.0),
-    seed=st.integers(0, 2**32 - 1),
+    seed=sst.seeds,
 )
 def test_random_shapes_numpy(H, W, kind, batch, dtype_name, dt, seed):
     rng = np.random.default_rng(seed)
@@ -433,18 +396,19 @@ def test_random_shapes_numpy(H, W, kind, batch, dtype_name, dt, seed):
     assert np.all(residuals(d_np, offs, u, dt, x) <= slack * tol)
 
 
+@skip_jax
 @settings(max_examples=_examples(8), **XP_SETTINGS)
 @given(
     H=st.integers(1, 5),
     W=st.integers(1, 5),
     kind=st.sampled_from(["lap_dirichlet", "div_neumann", "div_dirichlet", "nonsym5", "nonsym9"]),
-    seed=st.integers(0, 2**32 - 1),
+    seed=sst.seeds,
 )
-def test_random_shapes_all_namespaces(xpn, H, W, kind, seed):
+def test_random_shapes_all_namespaces(xp, H, W, kind, seed):
     rng = np.random.default_rng(seed)
-    op, d_np, offs = make_op(kind, xpn, "float64", (H, W), rng)
+    op, d_np, offs = make_op(kind, xp, "float64", (H, W), rng)
     u_np = rng.standard_normal((H, W))
-    u = asarray(xpn, u_np)
+    u = asarray(xp, u_np)
     x = ssdops.implicit_step(u, op, 0.6)
     check_like(x, u, (H, W))
     assert rel_err(to_numpy(x), reference_solve(d_np, offs, u_np, 0.6)) <= XTOL["float64"]
@@ -487,8 +451,9 @@ def test_convergence_classes():
 
 @pytest.mark.parametrize("kind,method", [("div_neumann", "cg"), ("lap_dirichlet", "cg"),
                                          ("nonsym5", "bicgstab")])
-def test_nonconvergence_raises_with_residual(xpn, kind, method):
-    op, d_np, offs, u_np, u = _hard_system(xpn, kind)
+@skip_jax
+def test_nonconvergence_raises_with_residual(xp, kind, method):
+    op, d_np, offs, u_np, u = _hard_system(xp, kind)
     with pytest.raises(ssdops.ConvergenceError) as info:
         ssdops.implicit_step(u, op, 50.0, method=method, maxiter=1)
     msg = str(info.value)
@@ -497,8 +462,9 @@ def test_nonconvergence_raises_with_residual(xpn, kind, method):
 
 
 @pytest.mark.parametrize("kind,method", [("div_neumann", "cg"), ("nonsym5", "bicgstab")])
-def test_nonconvergence_warns_and_returns(xpn, kind, method):
-    op, d_np, offs, u_np, u = _hard_system(xpn, kind)
+@skip_jax
+def test_nonconvergence_warns_and_returns(xp, kind, method):
+    op, d_np, offs, u_np, u = _hard_system(xp, kind)
     with pytest.warns(ssdops.ConvergenceWarning) as rec:
         x = ssdops.implicit_step(u, op, 50.0, method=method, maxiter=1, on_failure="warn")
     check_like(x, u, u_np.shape)

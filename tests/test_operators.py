@@ -10,56 +10,16 @@ import array_api_compat
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import strategies as st
-from scipy.sparse.linalg import LaplacianNd
 
 import ssdops
-from conftest import asarray, property_check, to_numpy, tolerance
-
-BCS = ("neumann", "dirichlet")
+import strategies as sst
+from support import (BCS, DIFFUSIVITIES, asarray, pm_reference, ref_divergence_form, scipy_laplacian,
+                     to_numpy, tolerance)
 
 
 # ----------------------------------------------------------------------------------------------
-# independent references (NumPy / scipy.sparse, float64)
+# independent references (NumPy / scipy.sparse, float64; the divergence form is support's)
 # ----------------------------------------------------------------------------------------------
-def face_diff(n, bc):
-    """Face differences of one line of n pixels (row f: u[right of f] - u[left of f]).
-
-    neumann: the n-1 interior faces; dirichlet: n+1 faces, the first and last against a ghost u = 0.
-    """
-    if bc == "neumann":
-        if n == 1:
-            return sp.csr_matrix((0, 1))
-        return sp.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n), format="csr")
-    return sp.diags([-np.ones(n), np.ones(n)], [-1, 0], shape=(n + 1, n), format="csr")
-
-
-def face_gamma(gamma, axis, bc, ghost):
-    """Face diffusivities along ``axis`` of a 2-D gamma: mean of the two pixels on each face.
-
-    Under dirichlet the line is padded with a ghost pixel at each end whose gamma is ``ghost``,
-    or the edge pixel's own gamma when ``ghost`` is None.
-    """
-    g = np.moveaxis(np.asarray(gamma, dtype=np.float64), axis, 0)
-    if bc == "dirichlet":
-        lo = g[:1] if ghost is None else np.full_like(g[:1], ghost)
-        hi = g[-1:] if ghost is None else np.full_like(g[-1:], ghost)
-        g = np.concatenate([lo, g, hi], axis=0)
-    faces = 0.5 * (g[:-1] + g[1:])
-    return np.moveaxis(faces, 0, axis)
-
-
-def ref_divergence_form(gamma, bc, ghost=None):
-    gamma = np.asarray(gamma, dtype=np.float64)
-    H, W = gamma.shape
-    Dy = sp.kron(face_diff(H, bc), sp.eye(W), format="csr")
-    Dx = sp.kron(sp.eye(H), face_diff(W, bc), format="csr")
-    gy = face_gamma(gamma, 0, bc, ghost).ravel()
-    gx = face_gamma(gamma, 1, bc, ghost).ravel()
-    L = -(Dy.T @ sp.diags(gy) @ Dy + Dx.T @ sp.diags(gx) @ Dx)
-    return sp.csr_matrix(L)
-
-
 def forward_diff(n, bc):
     """Forward differences u[i+1] - u[i]; last row 0 (neumann) or 0 - u[n-1] (dirichlet)."""
     G = sp.diags([-np.ones(n), np.ones(n - 1)], [0, 1], shape=(n, n), format="lil")
@@ -75,17 +35,9 @@ def ref_gradient_matrices(shape, bc):
     return Gy, Gx
 
 
-def scipy_laplacian(shape, bc):
-    return LaplacianNd(shape, boundary_conditions=bc, dtype=np.float64).tosparse().toarray()
-
-
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-def is_numpy(xp):
-    return array_api_compat.is_numpy_namespace(xp)
-
-
 def dense_of(op, shape, xp, dtype_name="float64"):
     """The matrix of an unbatched operator, read through its apply on all unit images."""
     H, W = shape
@@ -93,12 +45,6 @@ def dense_of(op, shape, xp, dtype_name="float64"):
     E = asarray(xp, np.eye(N).reshape(N, H, W), dtype_name)
     cols = to_numpy(op @ E).reshape(N, N)  # cols[k] = A e_k
     return cols.T.astype(np.float64)
-
-
-sides_ge2 = st.integers(2, 7)
-sides_any = st.integers(1, 7)
-shapes_ge2 = st.tuples(sides_ge2, sides_ge2)
-shapes_any = st.tuples(sides_any, sides_any)
 
 
 def random_gamma(rng, shape, lo=0.1, hi=2.0):
@@ -109,8 +55,8 @@ def random_gamma(rng, shape, lo=0.1, hi=2.0):
 # laplacian
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bc", BCS)
-def test_laplacian_equals_scipy_laplaciannd(xp, bc):
-    @property_check(xp, shapes_ge2, st.sampled_from(["float32", "float64"]), fixed=[((3, 4), "float64"), ((2, 5), "float32")])
+def test_laplacian_equals_scipy_laplaciannd(xp, bc, property_check):
+    @property_check(xp, sst.grids(2, 7), sst.dtype_names, fixed=[((3, 4), "float64"), ((2, 5), "float32")])
     def _(shape, dtype_name):
         like = asarray(xp, np.zeros((1, 1)), dtype_name)
         op = ssdops.laplacian(shape, bc=bc, like=like)
@@ -119,7 +65,7 @@ def test_laplacian_equals_scipy_laplaciannd(xp, bc):
         assert array_api_compat.array_namespace(op.diagonals) is array_api_compat.array_namespace(like)
         A = dense_of(op, shape, xp, dtype_name)
         # integer entries: exact in both dtypes
-        np.testing.assert_array_equal(A, scipy_laplacian(shape, bc))
+        np.testing.assert_array_equal(A, scipy_laplacian(shape, bc).toarray())
 
 
 @pytest.mark.parametrize("bc", BCS)
@@ -127,20 +73,20 @@ def test_laplacian_default_is_numpy_float64(bc):
     op = ssdops.laplacian((3, 4), bc=bc)
     assert isinstance(op.diagonals, np.ndarray)
     assert op.diagonals.dtype == np.float64
-    np.testing.assert_array_equal(dense_of(op, (3, 4), np), scipy_laplacian((3, 4), bc))
+    np.testing.assert_array_equal(dense_of(op, (3, 4), np), scipy_laplacian((3, 4), bc).toarray())
 
 
 @pytest.mark.parametrize("bc", BCS)
-def test_laplacian_to_scipy_matches_laplaciannd(bc):
-    @property_check(np, shapes_ge2)
+def test_laplacian_to_scipy_matches_laplaciannd(bc, property_check):
+    @property_check(np, sst.grids(2, 7))
     def _(shape):
         A = ssdops.to_scipy(ssdops.laplacian(shape, bc=bc))
-        np.testing.assert_array_equal(A.toarray(), scipy_laplacian(shape, bc))
+        np.testing.assert_array_equal(A.toarray(), scipy_laplacian(shape, bc).toarray())
 
 
 @pytest.mark.parametrize("bc", BCS)
-def test_laplacian_equals_divergence_form_of_ones(xp, bc):
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+def test_laplacian_equals_divergence_form_of_ones(xp, bc, property_check):
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         ones = asarray(xp, np.ones(shape))
         A = dense_of(ssdops.laplacian(shape, bc=bc, like=ones), shape, xp)
@@ -150,8 +96,8 @@ def test_laplacian_equals_divergence_form_of_ones(xp, bc):
         np.testing.assert_allclose(A, ref_divergence_form(np.ones(shape), bc).toarray(), rtol=0, atol=1e-14)
 
 
-def test_neumann_laplacian_zero_row_sums_all_grids(xp):
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+def test_neumann_laplacian_zero_row_sums_all_grids(xp, property_check):
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         ones = asarray(xp, np.ones(shape))
         op = ssdops.laplacian(shape, bc="neumann", like=ones)
@@ -173,10 +119,10 @@ def test_neumann_zero_row_sums_thin_grids(xp, shape):
         assert A[0, 0] == 0.0
 
 
-def test_neumann_divergence_form_zero_row_sums_random_gamma(xp):
+def test_neumann_divergence_form_zero_row_sums_random_gamma(xp, property_check):
     rng = np.random.default_rng(1)
 
-    @property_check(xp, shapes_any, st.sampled_from(["float32", "float64"]), fixed=[((3, 4), "float64"), ((1, 5), "float32")])
+    @property_check(xp, sst.grids(), sst.dtype_names, fixed=[((3, 4), "float64"), ((1, 5), "float32")])
     def _(shape, dtype_name):
         gamma = asarray(xp, random_gamma(rng, (2,) + tuple(shape)), dtype_name)
         ones = asarray(xp, np.ones(shape), dtype_name)
@@ -198,25 +144,25 @@ def test_dirichlet_row_sums_are_minus_boundary_faces():
     np.testing.assert_array_equal(A.sum(axis=1), -n_boundary_faces.ravel())
 
 
-def test_neumann_length_one_axis_differs_from_scipy_by_identity():
+def test_neumann_length_one_axis_differs_from_scipy_by_identity(property_check):
     """Documented difference: scipy's Neumann LaplacianNd on a length-1 axis puts -1 on the
     diagonal (rows do not sum to zero); ours keeps zero row sums, i.e. ours = scipy + k I with k the
     number of length-1 axes."""
 
-    @property_check(np, shapes_any)
+    @property_check(np, sst.grids())
     def _(shape):
         k = sum(1 for n in shape if n == 1)
         A = dense_of(ssdops.laplacian(shape, bc="neumann"), shape, np)
-        S = scipy_laplacian(shape, "neumann")
+        S = scipy_laplacian(shape, "neumann").toarray()
         np.testing.assert_array_equal(A, S + k * np.eye(A.shape[0]))
         np.testing.assert_array_equal(A.sum(axis=1), 0.0)
 
 
-def test_dirichlet_length_one_axis_still_equals_scipy():
-    @property_check(np, shapes_any)
+def test_dirichlet_length_one_axis_still_equals_scipy(property_check):
+    @property_check(np, sst.grids())
     def _(shape):
         A = dense_of(ssdops.laplacian(shape, bc="dirichlet"), shape, np)
-        np.testing.assert_array_equal(A, scipy_laplacian(shape, "dirichlet"))
+        np.testing.assert_array_equal(A, scipy_laplacian(shape, "dirichlet").toarray())
 
 
 @pytest.mark.parametrize("bad", ["periodic", "Neumann", "", None])
@@ -232,10 +178,10 @@ GHOSTS = [None, 0.0, 0.7]
 
 
 @pytest.mark.parametrize("ghost", GHOSTS)
-def test_divergence_form_dirichlet_against_assembly(xp, ghost):
+def test_divergence_form_dirichlet_against_assembly(xp, ghost, property_check):
     rng = np.random.default_rng(2)
 
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         g = random_gamma(rng, shape)
         op = ssdops.divergence_form(asarray(xp, g), bc="dirichlet", ghost_gamma=ghost)
@@ -244,10 +190,10 @@ def test_divergence_form_dirichlet_against_assembly(xp, ghost):
         np.testing.assert_allclose(A, R, rtol=1e-13, atol=1e-14)
 
 
-def test_divergence_form_neumann_against_assembly(xp):
+def test_divergence_form_neumann_against_assembly(xp, property_check):
     rng = np.random.default_rng(3)
 
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         g = random_gamma(rng, shape)
         A = dense_of(ssdops.divergence_form(asarray(xp, g), bc="neumann"), shape, xp)
@@ -331,10 +277,10 @@ def test_divergence_form_bad_bc_names_supported(bad):
 # gradient / divergence
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bc", BCS)
-def test_gradient_against_forward_differences(xp, bc):
+def test_gradient_against_forward_differences(xp, bc, property_check):
     rng = np.random.default_rng(7)
 
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         u = rng.standard_normal((2,) + tuple(shape))
         g = to_numpy(ssdops.gradient(asarray(xp, u), bc=bc))
@@ -356,10 +302,10 @@ def test_gradient_explicit_small_case():
 
 
 @pytest.mark.parametrize("bc", BCS)
-def test_divergence_against_minus_gradient_transpose(xp, bc):
+def test_divergence_against_minus_gradient_transpose(xp, bc, property_check):
     rng = np.random.default_rng(8)
 
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         p = rng.standard_normal((2,) + tuple(shape))
         d = to_numpy(ssdops.divergence(asarray(xp, p), bc=bc))
@@ -395,10 +341,10 @@ def test_dot_test_detects_wrong_adjoint():
         ssdops.dot_test(lambda u: ssdops.gradient(u), lambda p: ssdops.divergence(p), x, y)
 
 
-def test_divergence_of_gradient_is_neumann_laplacian(xp):
+def test_divergence_of_gradient_is_neumann_laplacian(xp, property_check):
     rng = np.random.default_rng(11)
 
-    @property_check(xp, shapes_any, fixed=[((3, 4),), ((1, 5),)])
+    @property_check(xp, sst.grids(), fixed=[((3, 4),), ((1, 5),)])
     def _(shape):
         u = rng.standard_normal((3,) + tuple(shape))
         ux = asarray(xp, u)
@@ -413,16 +359,7 @@ def test_divergence_of_gradient_is_neumann_laplacian(xp):
 # ----------------------------------------------------------------------------------------------
 # diffusivities
 # ----------------------------------------------------------------------------------------------
-CLOSED_FORMS = {
-    "perona_malik": lambda s2, lam: 1.0 / (1.0 + s2 / lam**2),
-    "perona_malik_exp": lambda s2, lam: np.exp(-s2 / lam**2),
-    "charbonnier": lambda s2, lam: 1.0 / np.sqrt(1.0 + s2 / lam**2),
-    "total_variation": lambda s2, lam: 1.0 / np.sqrt(s2 + lam**2),
-    "linear": lambda s2, lam: np.ones_like(s2),
-}
-
-
-@pytest.mark.parametrize("name", sorted(CLOSED_FORMS))
+@pytest.mark.parametrize("name", sorted(DIFFUSIVITIES))
 def test_diffusivity_closed_forms(xp, dtype_name, name):
     rng = np.random.default_rng(12)
     s2 = rng.uniform(0.0, 2.0, size=(2, 3, 4))
@@ -434,7 +371,7 @@ def test_diffusivity_closed_forms(xp, dtype_name, name):
         assert out.shape == x.shape
         assert out.dtype == x.dtype
         assert array_api_compat.array_namespace(out) is array_api_compat.array_namespace(x)
-        ref = CLOSED_FORMS[name](s2, lam)
+        ref = DIFFUSIVITIES[name](s2, lam)
         # float32: the rounding of s2 / lam^2 is amplified by exp(-x) in relative terms by x
         rtol = 1e-6 * (1.0 + s2 / lam**2) if dtype_name == "float32" else 1e-14
         assert np.all(np.abs(to_numpy(out) - ref) <= rtol * np.abs(ref)), name
@@ -446,27 +383,6 @@ def test_diffusivity_values_at_zero_gradient():
     np.testing.assert_array_equal(ssdops.diffusivity.perona_malik_exp(z, 0.2), 1.0)
     np.testing.assert_array_equal(ssdops.diffusivity.charbonnier(z, 0.2), 1.0)
     np.testing.assert_allclose(ssdops.diffusivity.total_variation(z, 0.2), 5.0, rtol=1e-15)
-
-
-def _pm_transcription(u, steps, dt, lam, g, bc, ghost):
-    """Explicit Perona-Malik written out with scipy.sparse (backward differences for |grad u|^2)."""
-    u = np.array(u, dtype=np.float64)
-    H, W = u.shape
-
-    def back(n):
-        B = sp.diags([np.ones(n), -np.ones(n - 1)], [0, -1], shape=(n, n), format="lil")
-        if bc == "neumann":
-            B[0, 0] = 0.0
-        return sp.csr_matrix(B)
-
-    By = sp.kron(back(H), sp.eye(W), format="csr")
-    Bx = sp.kron(sp.eye(H), back(W), format="csr")
-    x = u.ravel()
-    for _ in range(steps):
-        s2 = (By @ x) ** 2 + (Bx @ x) ** 2
-        gamma = g(s2, lam).reshape(H, W)
-        x = x + dt * (ref_divergence_form(gamma, bc, ghost) @ x)
-    return x.reshape(H, W)
 
 
 def test_perona_malik_accepts_callable_diffusivity(xp):
@@ -481,7 +397,8 @@ def test_perona_malik_accepts_callable_diffusivity(xp):
     ux = asarray(xp, u)
     out = to_numpy(ssdops.perona_malik(ux, steps=3, dt=0.1, lam=0.3, diffusivity=g, bc="neumann"))
     assert calls, "the callable diffusivity was never called"
-    ref = _pm_transcription(u, 3, 0.1, 0.3, lambda s2, lam: 1.0 / (1.0 + (s2 / lam**2) ** 2), "neumann", None)
+    ref = pm_reference(u, steps=3, dt=0.1, lam=0.3, bc="neumann", ghost_gamma=None,
+                       g=lambda s2, lam: 1.0 / (1.0 + (s2 / lam**2) ** 2))
     np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-13)
     # a callable equal to a built-in gives the built-in's result
     a = to_numpy(ssdops.perona_malik(ux, steps=2, dt=0.1, lam=0.3, diffusivity=ssdops.diffusivity.charbonnier))

@@ -6,7 +6,7 @@ import itertools
 from .common import SolveInfo, all_true, inner, safe_divide
 
 
-def bicgstab(xp, matvec, b, x0, *, tol, maxiter):
+def bicgstab(xp, matvec, b, x0, *, tol, maxiter, host_reads=True):
     r"""Solve :math:`A x = b` for a non-symmetric :math:`A` with the stabilised bi-conjugate gradient method.
 
     Shadow residual :math:`\hat r = r_0`; each iteration takes a BiCG step :math:`\alpha p` and a
@@ -22,7 +22,7 @@ def bicgstab(xp, matvec, b, x0, *, tol, maxiter):
     threshold = (tol * tol) * inner(xp, b, b)
     for it in itertools.count():
         active = inner(xp, r, r) > threshold
-        done = all_true(xp, ~active)
+        done = all_true(xp, ~active) if host_reads else None
         if done or it == maxiter:
             return x, SolveInfo(iterations=it, converged=done)
         rho_new = inner(xp, r_hat, r)

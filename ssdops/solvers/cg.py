@@ -6,7 +6,7 @@ import itertools
 from .common import SolveInfo, all_true, inner, safe_divide
 
 
-def cg(xp, matvec, b, x0, *, tol, maxiter):
+def cg(xp, matvec, b, x0, *, tol, maxiter, host_reads=True):
     r"""Solve :math:`A x = b` with :math:`A` symmetric positive definite.
 
     Per image: :math:`\alpha = r^\top r / p^\top A p`, :math:`x \mathrel{+}= \alpha p`,
@@ -20,7 +20,7 @@ def cg(xp, matvec, b, x0, *, tol, maxiter):
     threshold = (tol * tol) * inner(xp, b, b)
     for it in itertools.count():
         active = rr > threshold
-        done = all_true(xp, ~active)
+        done = all_true(xp, ~active) if host_reads else None
         if done or it == maxiter:
             return x, SolveInfo(iterations=it, converged=done)
         Ap = matvec(p)

@@ -8,10 +8,11 @@ from .._array import to_numpy
 
 @dataclass(frozen=True)
 class SolveInfo:
-    """Outcome of an iterative solve: iterations run, whether every image converged."""
+    """Outcome of an iterative solve: iterations run, whether every image converged (``None``: not
+    checked, the solve ran without host reads)."""
 
     iterations: int
-    converged: bool
+    converged: bool | None
 
 
 def inner(xp, a, b):

@@ -1,0 +1,146 @@
+r"""dask fast paths: every stencil operation chunk by chunk, through :func:`dask.array.map_overlap`.
+
+The pattern of dask-image's filters (``dask_image/ndfilters``): each chunk is extended by a halo of
+``depth`` pixels from its neighbours along every grid axis that has more than one chunk,
+``boundary="none"`` (no halo beyond the grid), the NumPy kernel of ``ssdops.backends._numpy`` runs on the
+extended block, and the halo is cropped. A kernel applies its boundary condition at the edges of the block
+it is given; that is the operator's own boundary exactly where the block edge is an outer grid edge (no
+halo was added there), and an edge that was wrong is inside the cropped halo elsewhere, because ``depth``
+is at least the reach of the stencil:
+
+=====================  =========================================================================
+operation              depth along an axis
+=====================  =========================================================================
+ssd_apply (transpose)  the largest ``|dy|`` (``|dx|``) of the offsets
+filter_step            1 (FIVE_POINT)
+perona_malik_step      2: the new value at ``i`` reads gamma at ``i - 1``, which reads ``u`` at ``i - 2``
+=====================  =========================================================================
+
+So the output has the chunks of the input, one apply on an ``n``-chunk image adds ``O(n)`` tasks (halo
+slices, one kernel call and one crop per chunk), and chained steps never rechunk. Diagonals (``zeta``) are
+rechunked to the image's chunks along the grid and shared batch axes (nothing to do when they were built
+chunked like it) and carry their offset axis in one chunk. Every chunk of a split grid axis must be at
+least ``depth`` long (ValueError otherwise: rechunk). ``dt`` and ``lam`` given as dask arrays are computed
+(one host read each).
+
+Krylov solves (``implicit_step``) and the spectral solves are not registered here: see the README section
+"Images beyond one machine".
+"""
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+from array_api_compat import is_dask_array
+
+from . import lookup, register, use_generic
+
+__all__ = ["filter_step", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
+
+#: The reach of one Perona-Malik step along each axis (see the module docstring).
+PERONA_MALIK_DEPTH = 2
+
+
+def _numpy_kernel(name):
+    """The NumPy fast path of operation ``name``: what every block runs."""
+    with use_generic(False):
+        kernel = lookup(name, np)
+    if kernel is None:
+        raise RuntimeError(f"ssdops.backends: the NumPy kernel {name!r} is missing (see BackendImportWarning)")
+    return kernel
+
+
+def _host_value(v):
+    """A number or NumPy value for ``v`` (a dask scalar is computed: blocks cannot read dask arrays)."""
+    return v.compute() if is_dask_array(v) else v
+
+
+def _depth(chunks, reach, ndim):
+    """map_overlap depth: ``reach`` along each grid axis split in several chunks (0 elsewhere, so that a
+    single chunk needs no halo and may be shorter than ``reach``)."""
+    depth = {axis: 0 for axis in range(ndim)}
+    for axis, (n_chunks, r) in zip((ndim - 2, ndim - 1), zip((len(c) for c in chunks[-2:]), reach)):
+        if n_chunks > 1 and r > 0:
+            smallest = min(chunks[axis])
+            if smallest < r:
+                raise ValueError(
+                    f"dask chunks {chunks[axis]} along grid axis {axis - ndim} are shorter than the stencil's "
+                    f"reach {r}: every chunk must be at least {r} pixels (rechunk the image)"
+                )
+            depth[axis] = r
+    return depth
+
+
+def _aligned(u, coefficients):
+    """``u`` as ``(..., 1, H, W)`` and ``coefficients`` ``(..., K, H, W)`` with the same number of axes,
+    the coefficients chunked like ``u`` along the grid axes and the batch axes both have (their own
+    chunks where ``u`` broadcasts), the offset axis in one chunk."""
+    ndim = max(u.ndim + 1, coefficients.ndim)
+    u = u.reshape((1,) * (ndim - 1 - u.ndim) + tuple(u.shape[:-2]) + (1,) + tuple(u.shape[-2:]))
+    coefficients = coefficients.reshape((1,) * (ndim - coefficients.ndim) + tuple(coefficients.shape))
+    batch_chunks = tuple(
+        (1,) if n_c == 1 else (c_u if n_u == n_c else c_c)
+        for c_u, c_c, n_u, n_c in zip(u.chunks, coefficients.chunks, u.shape, coefficients.shape[:-3])
+    )
+    return u, coefficients.rechunk(batch_chunks + ((coefficients.shape[-3],),) + u.chunks[-2:])
+
+
+def _stencil_map(name, u, coefficients, reach, **params):
+    """The NumPy kernel ``name`` chunk by chunk: ``kernel(u=block, **params)``, with
+    ``coefficients = (keyword, array (..., K, H, W))`` passed blockwise as ``keyword=block`` when given.
+    ``reach`` is the depth along the two grid axes."""
+    kernel = _numpy_kernel(name)
+    dtype = u.dtype
+    if coefficients is None:
+        return da.map_overlap(
+            lambda block: kernel(u=block, **params), u, depth=_depth(u.chunks, reach, u.ndim),
+            boundary="none", dtype=dtype, meta=np.empty((0,) * u.ndim, dtype=dtype),
+        )
+    keyword, values = coefficients
+    u, values = _aligned(u, values)
+    depth = _depth(u.chunks, reach, u.ndim)
+
+    def block(u_block, values_block):
+        return kernel(u=u_block[..., 0, :, :], **{keyword: values_block}, **params)
+
+    # align_arrays=False: the chunks were aligned above, without touching the image's.
+    return da.map_overlap(
+        block, u, values, depth=[depth, depth], boundary="none", drop_axis=u.ndim - 3, dtype=dtype,
+        meta=np.empty((0,) * (u.ndim - 1), dtype=dtype), align_arrays=False,
+    )
+
+
+def _reach(offsets):
+    """The largest ``|dy|`` and ``|dx|`` of the offsets."""
+    return tuple(max(abs(o[axis]) for o in offsets) for axis in (0, 1))
+
+
+def ssd_apply(*, diagonals, offsets, u):
+    """``A u`` chunk by chunk (see the module docstring)."""
+    return _stencil_map("ssd_apply", u, ("diagonals", diagonals), _reach(offsets), offsets=offsets)
+
+
+def ssd_apply_transpose(*, diagonals, offsets, u):
+    """``A^T u`` chunk by chunk (see the module docstring)."""
+    return _stencil_map("ssd_apply_transpose", u, ("diagonals", diagonals), _reach(offsets), offsets=offsets)
+
+
+def filter_step(*, u, zeta, dt):
+    """``u + W_dt(zeta) u`` chunk by chunk (see the module docstring)."""
+    return _stencil_map("filter_step", u, ("zeta", zeta), (1, 1), dt=_host_value(dt))
+
+
+def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
+    """One explicit Perona-Malik step chunk by chunk (see the module docstring; 2-D grids, ``ndim=2``)."""
+    return _stencil_map(
+        "perona_malik_step", u, None, (PERONA_MALIK_DEPTH,) * 2, dt=_host_value(dt), lam=_host_value(lam),
+        diffusivity=diffusivity, bc=bc, ghost_gamma=_host_value(ghost_gamma), ndim=ndim,
+    )
+
+
+for _name, _kernel in (
+    ("ssd_apply", ssd_apply),
+    ("ssd_apply_transpose", ssd_apply_transpose),
+    ("filter_step", filter_step),
+    ("perona_malik_step", perona_malik_step),
+):
+    register(_name, "dask", _kernel, ndims=(2,))

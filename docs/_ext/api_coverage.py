@@ -1,0 +1,124 @@
+"""Build-time checks that the API reference covers the public API and that complete docstrings stay complete.
+
+1. Every name in ``__all__`` of :data:`PUBLIC_MODULES` must be listed in a page of ``docs/api/`` (an
+   ``autosummary`` entry, a ``.. data::`` / ``.. autodata::`` directive for constants, or a
+   ``.. module::`` / ``.. automodule::`` directive for a module). A missing name is a Sphinx warning, so
+   ``-W`` fails the build.
+2. numpydoc validates the docstrings of the names in :data:`COMPLETE` only (``validation_exclude``); for
+   those, this extension also requires the sections numpydoc does not check: ``Raises`` (functions and
+   classes), ``Notes`` and ``References``, and ``Examples``. A name joins :data:`COMPLETE` when its
+   docstring has every section; it never leaves it.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+#: The modules whose ``__all__`` is the public API documented by the reference.
+PUBLIC_MODULES = ("ssdops", "ssdops.diffusivity", "ssdops.backends", "diffnet_torch", "diffnet_jax")
+
+#: Names (fully qualified, as autosummary documents them) whose docstrings have every numpydoc section.
+COMPLETE: frozenset[str] = frozenset({
+    "ssdops.add_noise",
+    "ssdops.psnr",
+    "ssdops.relative_l2",
+    "ssdops.diffusivity.charbonnier",
+    "ssdops.diffusivity.linear",
+    "ssdops.diffusivity.perona_malik",
+    "ssdops.diffusivity.perona_malik_exp",
+    "ssdops.diffusivity.resolve",
+    "ssdops.diffusivity.total_variation",
+})
+
+#: Sections numpydoc's validation does not check but the project requires of a complete docstring.
+REQUIRED_SECTIONS = ("Raises", "Notes", "References", "Examples")
+
+_ENTRY = re.compile(r"^\s+(~?[A-Za-z_][\w.]*)\s*$")
+_DATA = re.compile(r"^\.\.\s+(?:(?:auto)?data|(?:auto)?module)::\s+([\w.]+)")
+_CURRENT = re.compile(r"^\.\.\s+currentmodule::\s+([\w.]+)")
+_AUTOSUMMARY = re.compile(r"^\.\.\s+autosummary::")
+
+
+def public_names():
+    """``{module.name}`` of every public name: the ``__all__`` of each module in :data:`PUBLIC_MODULES`."""
+    names = set()
+    for module_name in PUBLIC_MODULES:
+        module = importlib.import_module(module_name)
+        names.update(f"{module_name}.{name}" for name in module.__all__)
+    return names
+
+
+def validation_exclude():
+    """numpydoc's ``numpydoc_validation_exclude``: one pattern matching every name not in :data:`COMPLETE`."""
+    complete = "|".join(re.escape(name) for name in sorted(COMPLETE))
+    return {rf"^(?!(?:{complete})$)"}
+
+
+def documented_names(api_dir):
+    """The fully qualified names listed by the reStructuredText pages under ``api_dir``."""
+    found = set()
+    for page in sorted(Path(api_dir).glob("*.rst")):
+        module = None
+        in_autosummary = False
+        for line in page.read_text().splitlines():
+            if match := _CURRENT.match(line):
+                module = match.group(1)
+                continue
+            if match := _DATA.match(line):
+                name = match.group(1)
+                found.add(name if module is None or name.startswith(module + ".") else f"{module}.{name}")
+                continue
+            if _AUTOSUMMARY.match(line):
+                in_autosummary = True
+                continue
+            if in_autosummary:
+                if line.strip() and not line.startswith((" ", "\t")):
+                    in_autosummary = False
+                elif (match := _ENTRY.match(line)) and not line.strip().startswith(":"):
+                    name = match.group(1).lstrip("~")
+                    found.add(f"{module}.{name}" if module else name)
+    return found
+
+
+def check_coverage(app):
+    """Warn about every public name that no API page lists."""
+    documented = documented_names(Path(app.srcdir) / "api")
+    for name in sorted(public_names() - documented):
+        logger.warning("public name %s is not in the API reference (docs/api/*.rst)", name,
+                       type="api_coverage")
+
+
+def remove_stale_pages(app, config):
+    """Delete generated API pages of names no page lists any more (autosummary never deletes them, and a
+    stale page is a "not in any toctree" warning)."""
+    generated = Path(app.srcdir) / "api" / "generated"
+    listed = documented_names(Path(app.srcdir) / "api")
+    for page in generated.glob("*.rst"):
+        if page.stem not in listed:
+            page.unlink()
+
+
+def check_sections(app, what, name, obj, options, lines):
+    """For a name in :data:`COMPLETE`, warn about each required section its docstring lacks."""
+    if name not in COMPLETE:
+        return
+    from numpydoc.docscrape import NumpyDocString
+
+    doc = NumpyDocString(inspect.getdoc(obj) or "")
+    required = REQUIRED_SECTIONS if callable(obj) else ("Notes", "Examples")
+    missing = [section for section in required if not doc[section]]
+    if missing:
+        logger.warning("docstring of %s lacks the section(s) %s", name, ", ".join(missing), type="api_coverage")
+
+
+def setup(app):
+    app.connect("config-inited", remove_stale_pages)
+    app.connect("builder-inited", check_coverage)
+    app.connect("autodoc-process-docstring", check_sections, priority=400)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,318 @@
+r"""The generic kernels: every operation of ssdops written once against the array API.
+
+This is the reference that every fast path in :mod:`ssdops.backends` is tested against, and the only module
+of the core that the backends import. Functions take the namespace ``xp`` first and arrays that have already
+been validated (shapes, dtypes, boundary conditions): no checks here.
+
+Windows: for an offset :math:`o` along the grid, the pixels :math:`p` whose neighbour :math:`p + o` lies in
+the grid form a rectangle; products are formed on those rectangles only and padded back with zeros, so a
+value that points outside the grid never reaches a result (even an inf or NaN: ``inf * 0`` would be NaN).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+from array_api_compat import device
+
+from ._errors import ConvergenceError, ConvergenceWarning
+from .diffusivity import resolve
+from .solvers import bicgstab, cg
+from .stencils import CENTRE, FIVE_POINT, centre, star
+
+__all__ = [
+    "AXES",
+    "CENTRE",
+    "FIVE_POINT",
+    "along",
+    "component",
+    "grid_axes",
+    "star",
+    "apply_generic",
+    "apply_transpose_generic",
+    "backward_gradient_norm2",
+    "divergence_form_diagonals",
+    "embed",
+    "faces",
+    "filter_step_generic",
+    "forward_difference",
+    "krylov_solve",
+    "neighbour_window",
+    "perona_malik_step_generic",
+    "relative_residual",
+    "resolve",
+    "shift",
+    "shifted_product",
+    "transpose_diagonals",
+    "zero_outside",
+    "zeros",
+]
+
+#: The two grid axes of a 2-D grid with their positive unit offsets, in FIVE_POINT's order (up, left, down, right).
+AXES = ((-2, (1, 0)), (-1, (0, 1)))
+
+KRYLOV = {"cg": cg, "bicgstab": bicgstab}
+
+
+def grid_axes(ndim):
+    """``(axis, unit offset)`` of each grid axis of a ``ndim``-dimensional grid, the first axis first."""
+    return tuple((axis - ndim, tuple(int(i == axis) for i in range(ndim))) for axis in range(ndim))
+
+
+def along(axis, index):
+    """An index tuple applying ``index`` (a slice or an int) to the (negative) ``axis`` only."""
+    return (..., index) + (slice(None),) * (-axis - 1)
+
+
+def component(x, k, ndim):
+    """``x[..., k, *grid]``: map ``k`` of a stack of maps over a ``ndim``-dimensional grid."""
+    return x[along(-ndim - 1, k)]
+
+
+# --- windows --------------------------------------------------------------------------------------
+def zeros(xp, shape, like):
+    return xp.zeros(shape, dtype=like.dtype, device=device(like))
+
+
+def _axis_window(n, step):
+    """Along an axis of length ``n``: the slice of pixels ``i`` whose neighbour ``i + step`` is inside,
+    the slice of those neighbours, and how many pixels lie before and after the first slice."""
+    lo = min(max(0, -step), n)
+    hi = max(n - max(0, step), lo)
+    return slice(lo, hi), slice(lo + step, hi + step) if hi > lo else slice(0, 0), (lo, n - hi)
+
+
+def embed(xp, values, pads):
+    """Surround ``values`` with zeros on its last ``len(pads)`` axes: ``pads`` holds one ``(before, after)``
+    pair per grid axis."""
+    for axis, (before, after) in zip(range(-len(pads), 0), pads):
+        parts = []
+        for count in (before, after):
+            shape = list(values.shape)
+            shape[axis] = count
+            parts.append(zeros(xp, tuple(shape), values) if count else None)
+        if parts[0] is not None or parts[1] is not None:
+            values = xp.concat([p for p in (parts[0], values, parts[1]) if p is not None], axis=axis)
+    return values
+
+
+def neighbour_window(grid_shape, offset):
+    """Index tuples ``(pixels, neighbours)`` over the pixels whose neighbour at ``offset`` is in the grid,
+    and the zero padding that puts an image of those pixels back on the grid (for :func:`embed`)."""
+    windows = [_axis_window(n, step) for n, step in zip(grid_shape, offset)]
+    return ((...,) + tuple(w[0] for w in windows), (...,) + tuple(w[1] for w in windows),
+            tuple(w[2] for w in windows))
+
+
+def _grid(x, offset):
+    return tuple(x.shape[-len(offset):])
+
+
+def shift(xp, x, offset):
+    """``y[..., p] = x[..., p + offset]``, zero where that pixel is outside the grid."""
+    _, neighbours, pads = neighbour_window(_grid(x, offset), offset)
+    return embed(xp, x[neighbours], pads)
+
+
+def zero_outside(xp, x, offset):
+    """``x`` where the pixel's neighbour at ``offset`` is inside the grid, exactly 0 elsewhere."""
+    pixels, _, pads = neighbour_window(_grid(x, offset), offset)
+    return embed(xp, x[pixels], pads)
+
+
+def shifted_product(xp, d, u, offset):
+    """``y[..., p] = d[..., p] * u[..., p + offset]`` for in-grid neighbours, 0 elsewhere (broadcasting)."""
+    pixels, neighbours, pads = neighbour_window(_grid(u, offset), offset)
+    return embed(xp, d[pixels] * u[neighbours], pads)
+
+
+# --- SSD apply ------------------------------------------------------------------------------------
+def apply_generic(xp, diagonals, offsets, u):
+    """Reference apply: ``sum_k d_k(p) u(p + o_k)`` over in-grid neighbours, one product per offset."""
+    ndim = len(offsets[0])
+    out = None
+    for k, o in enumerate(offsets):
+        term = shifted_product(xp, component(diagonals, k, ndim), u, o)
+        out = term if out is None else out + term
+    return out
+
+
+def apply_transpose_generic(xp, diagonals, offsets, u):
+    """Reference transposed apply: ``y(q) = sum_k d_k(q - o_k) u(q - o_k)`` over in-grid ``q - o_k``."""
+    ndim = len(offsets[0])
+    out = None
+    for k, o in enumerate(offsets):
+        negated = tuple(-c for c in o)
+        _, sources, pads = neighbour_window(_grid(u, o), negated)
+        term = embed(xp, component(diagonals, k, ndim)[sources] * u[sources], pads)
+        out = term if out is None else out + term
+    return out
+
+
+def transpose_diagonals(xp, diagonals, offsets):
+    """Diagonals and offsets of the transpose: offset ``-o`` carries ``shift(d_o, -o)`` (canonical).
+
+    ``A^T[q, q - o] = A[q - o, q] = d_o(q - o)``. When the negated offsets are the same set, the original
+    order is kept, so that a transposed FIVE_POINT operator is again in FIVE_POINT order.
+    """
+    ndim = len(offsets[0])
+    negated = [tuple(-c for c in o) for o in offsets]
+    order = tuple(offsets) if set(negated) == set(offsets) else tuple(negated)
+    columns = {neg: shift(xp, component(diagonals, k, ndim), neg) for k, neg in enumerate(negated)}
+    return xp.stack([columns[o] for o in order], axis=-ndim - 1), order
+
+
+def filter_step_generic(xp, u, zeta, dt):
+    """Reference filter step: ``u + dt (sum_{k<2d} z_k u(. + o_k) - z_{2d} u)`` over the d-dimensional star
+    (d from the ``2d + 1`` maps of ``zeta``), products only over in-grid neighbours; the diagonals
+    ``dt * zeta`` are never formed."""
+    ndim = maps_ndim(zeta, u)
+    offsets = star(ndim)
+    s = -component(zeta, 2 * ndim, ndim) * u
+    for k, offset in enumerate(offsets[:-1]):
+        s = s + shifted_product(xp, component(zeta, k, ndim), u, offset)
+    return u + dt * s
+
+
+def maps_ndim(zeta, u):
+    """The grid dimension d of a stack of ``2d + 1`` filter maps ``zeta`` for the image ``u`` (the largest
+    that fits: a 2-D ``(..., 5, H, W)`` stack never reads as 1-D maps)."""
+    for ndim in (3, 2, 1):
+        if zeta.ndim >= ndim + 1 and zeta.shape[-ndim - 1] == 2 * ndim + 1 and \
+                tuple(zeta.shape[-ndim:]) == tuple(u.shape[-ndim:]):
+            return ndim
+    raise ValueError(f"no grid dimension fits filter maps of shape {tuple(zeta.shape)}")
+
+
+# --- divergence form and Perona-Malik -------------------------------------------------------------
+def faces(xp, gamma, axis, bc, ghost_gamma):
+    """Face diffusivities along ``axis``: shape n + 1 along it, faces 0 and n on the boundary.
+
+    Interior face i (between pixels i - 1 and i) carries the mean of their gamma; a boundary face carries
+    zero (neumann) or the mean of the edge pixel's gamma and the ghost's (dirichlet; ``ghost_gamma=None``:
+    the edge pixel's own gamma).
+    """
+    n = gamma.shape[axis]
+    first = gamma[along(axis, slice(None, 1))]
+    last = gamma[along(axis, slice(n - 1, None))]
+    head = gamma[along(axis, slice(None, n - 1))]
+    tail = gamma[along(axis, slice(1, None))]
+    interior = (head + tail) / 2
+    if bc == "neumann":
+        lo, hi = zeros(xp, first.shape, gamma), zeros(xp, last.shape, gamma)
+    elif ghost_gamma is None:
+        lo, hi = first, last
+    else:
+        lo, hi = (first + ghost_gamma) / 2, (last + ghost_gamma) / 2
+    return xp.concat([lo, interior, hi], axis=axis)
+
+
+def divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim=2):
+    r"""Star-stencil diagonals ``(..., 2d + 1, *grid)`` of :math:`\nabla\cdot(\gamma\nabla\,\cdot)` on the last
+    ``ndim`` axes (canonical: zero where the neighbour is outside the grid); see
+    :func:`ssdops.divergence_form`."""
+    diagonals = {}
+    centre_value = None
+    for axis, unit in grid_axes(ndim):
+        f = faces(xp, gamma, axis, bc, ghost_gamma)
+        n = gamma.shape[axis]
+        before = f[along(axis, slice(None, n))]  # face towards the previous pixel
+        after = f[along(axis, slice(1, None))]  # face towards the next pixel
+        backward = tuple(-c for c in unit)
+        diagonals[backward] = zero_outside(xp, before, backward)
+        diagonals[unit] = zero_outside(xp, after, unit)
+        axis_centre = before + after
+        centre_value = axis_centre if centre_value is None else centre_value + axis_centre
+    diagonals[centre(ndim)] = -centre_value
+    return xp.stack([diagonals[o] for o in star(ndim)], axis=-ndim - 1)
+
+
+def forward_difference(xp, u, offset, bc):
+    """``u[p + offset] - u[p]``; across the boundary 0 (neumann) or taken against the zero ghost."""
+    diff = shift(xp, u, offset) - u
+    if bc == "neumann":
+        diff = zero_outside(xp, diff, offset)
+    return diff
+
+
+def backward_gradient_norm2(xp, u, bc, ndim=2):
+    r""":math:`|\nabla u|^2 = \sum_{axes} (u_p - u_{p - e})^2`, backward differences as in the authors'
+    Perona-Malik generator: across the boundary 0 (neumann) or against the zero ghost."""
+    out = None
+    for _, unit in grid_axes(ndim):
+        d = forward_difference(xp, u, tuple(-c for c in unit), bc)
+        out = d * d if out is None else out + d * d
+    return out
+
+
+def perona_malik_diagonals(xp, u, lam, g, bc, ghost_gamma, ndim=2):
+    """Diagonals of the operator of one Perona-Malik step at ``u`` (``g`` a diffusivity function)."""
+    gamma = g(backward_gradient_norm2(xp, u, bc, ndim), lam)
+    return divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim)
+
+
+def perona_malik_step_generic(xp, u, dt, lam, g, bc, ghost_gamma, ndim=2):
+    """Reference explicit Perona-Malik step ``u + dt L(g(|grad u|^2)) u``."""
+    diagonals = perona_malik_diagonals(xp, u, lam, g, bc, ghost_gamma, ndim)
+    return u + dt * apply_generic(xp, diagonals, star(ndim), u)
+
+
+# --- Krylov solves of (I - dt A) x = u ------------------------------------------------------------
+def relative_residual(xp, x, u, diagonals, offsets, dt, transpose=False):
+    """Per image ``||u - (x - dt A x)|| / ||u||`` (``||r||`` where ``u = 0``), an array of the batch shape."""
+    apply = apply_transpose_generic if transpose else apply_generic
+    r = u - (x - dt * apply(xp, diagonals, offsets, x))
+    rn = xp.sqrt(xp.sum(r * r, axis=(-2, -1)))
+    un = xp.sqrt(xp.sum(u * u, axis=(-2, -1)))
+    return xp.where(un > 0, rn / xp.where(un > 0, un, xp.ones_like(un)), rn)
+
+
+def report_nonconvergence(method, residual, tol, iterations, on_failure):
+    message = (
+        f"implicit_step did not converge: {method} reached a true relative residual of {residual:.3g} "
+        f"(tol {tol:g}) after {iterations} iterations; raise maxiter, loosen tol or reduce dt (in float32 "
+        "the residual cannot go much below eps * (1 + dt * ||A||): use float64 for tighter tolerances)"
+    )
+    if on_failure == "raise":
+        raise ConvergenceError(message)
+    warnings.warn(message, ConvergenceWarning, stacklevel=4)
+
+
+def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_failure, x0, transpose=False):
+    """Generic batched solve of ``(I - dt A) x = u`` (or with ``A^T``) by ``method`` ("cg", "bicgstab");
+    ``u`` and ``diagonals`` share the batch shape.
+
+    Convergence is judged on the true relative residual :func:`relative_residual` of every image, computed
+    after the Krylov loop with one more product, never on the loop's recurrence (which drifts from it by
+    rounding). When the recurrence claims a convergence the true residual does not confirm, the loop
+    restarts from ``x`` with the true residual, while each restart at least halves it and ``maxiter`` (the
+    total over restarts) allows. Non-convergence raises or warns per ``on_failure`` with that residual.
+
+    Traced values (:func:`ssdops._array.is_traced`: ``torch.func`` transforms, ``torch.compile``) cannot
+    be read on the host: the loop then runs exactly ``maxiter`` iterations (converged images take zero
+    steps), without restarts, and no convergence check is possible.
+    """
+    from ._array import is_traced, to_numpy
+
+    apply = apply_transpose_generic if transpose else apply_generic
+
+    def matvec(x):
+        return x - dt * apply(xp, diagonals, offsets, x)
+
+    x = xp.zeros_like(u) if x0 is None else x0 + xp.zeros_like(u)
+    if math.prod(u.shape[:-2]) == 0:
+        return x
+    if any(is_traced(a) for a in (u, diagonals, dt)):
+        return KRYLOV[method](xp, matvec, u, x, tol=tol, maxiter=maxiter, host_reads=False)[0]
+    iterations, previous = 0, math.inf
+    while True:
+        x, info = KRYLOV[method](xp, matvec, u, x, tol=tol, maxiter=maxiter - iterations)
+        iterations += info.iterations
+        residual = float(to_numpy(xp.max(relative_residual(xp, x, u, diagonals, offsets, dt, transpose))))
+        if residual <= tol:
+            return x
+        if iterations >= maxiter or info.iterations == 0 or not residual < previous / 2:
+            break
+        previous = residual
+    report_nonconvergence(method, residual, tol, iterations, on_failure)
+    return x

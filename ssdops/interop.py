@@ -1,0 +1,123 @@
+r"""SSD operators as the linear operators of scipy and PyLops, for their iterative solvers and tests.
+
+Both act on *flattened* images: an operator on the grid ``(H, W)`` with batch shape ``B`` is the
+block-diagonal matrix of :func:`ssdops.to_scipy` (size ``n H W``, ``n = prod(B)``, row-major over batch and
+pixels), applied without forming it.
+
+- :func:`aslinearoperator`: a :class:`scipy.sparse.linalg.LinearOperator` (NumPy operators), for ``cg``,
+  ``gmres``, ``lsqr``, ``eigsh`` and the rest of ``scipy.sparse.linalg``.
+- :func:`as_pylops`: a :class:`pylops.LinearOperator` with ``dims = dimsd = B + (H, W)``, for PyLops'
+  solvers, ``dottest`` and operator algebra. PyLops is optional: ``pip install ssdops[pylops]``.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .ssd import SSD
+
+__all__ = ["as_pylops", "aslinearoperator"]
+
+
+def _check_ssd(op, caller):
+    if not isinstance(op, SSD):
+        raise TypeError(f"{caller} takes an ssdops.SSD, got {type(op).__name__}")
+
+
+def _dims(op):
+    return op.batch_shape + op.grid_shape
+
+
+def _flat_apply(op, apply, v):
+    """``apply`` (``op.matvec`` or ``op.rmatvec``) on a flat vector or an ``(n, 1)`` column, in the
+    operator's dtype; a complex vector as its real and imaginary parts (the operator is real)."""
+    v = np.asarray(v)
+    if np.iscomplexobj(v):
+        return _flat_apply(op, apply, v.real) + 1j * _flat_apply(op, apply, v.imag)
+    u = v.astype(op.dtype, copy=False).reshape(_dims(op))
+    return apply(u).reshape(v.shape)
+
+
+def aslinearoperator(op):
+    r"""The operator as a :class:`scipy.sparse.linalg.LinearOperator` on flattened images.
+
+    ``shape = (N, N)`` with ``N = prod(batch_shape) * H * W``; a batched operator acts block-diagonally on
+    the row-major flattened batch (the matrix of :func:`ssdops.to_scipy`). ``matvec`` / ``rmatvec``
+    reshape the vector to ``batch_shape + (H, W)``, apply the operator (its fast paths included), and
+    flatten; vectors are taken in the operator's ``dtype`` (complex vectors, as ``eigs`` may pass, part by
+    part). The operator's diagonals must be NumPy arrays: scipy's solvers compute on the host (use
+    :func:`as_pylops` for CuPy).
+
+    >>> import numpy as np, scipy.sparse.linalg as sl, ssdops
+    >>> L = ssdops.laplacian((8, 8), bc="dirichlet")
+    >>> A = ssdops.aslinearoperator(ssdops.identity((8, 8)) - 0.5 * L)     # I - dt L, SPD
+    >>> u = np.random.default_rng(0).random(64)
+    >>> x, info = sl.cg(A, u, rtol=1e-12)
+    >>> bool(info == 0 and np.allclose(x, ssdops.implicit_step(u.reshape(8, 8), L, 0.5).ravel()))
+    True
+    """
+    from scipy.sparse.linalg import LinearOperator
+
+    _check_ssd(op, "ssdops.aslinearoperator")
+    if not isinstance(op.diagonals, np.ndarray):
+        raise TypeError(
+            "ssdops.aslinearoperator needs an operator with NumPy diagonals (scipy.sparse.linalg computes "
+            f"on the host), got {type(op.diagonals).__module__}.{type(op.diagonals).__name__}: build it with "
+            "like=<numpy array>, or use ssdops.as_pylops for CuPy"
+        )
+    n = math.prod(_dims(op))
+    return LinearOperator(
+        (n, n),
+        matvec=functools.partial(_flat_apply, op, op.matvec),
+        rmatvec=functools.partial(_flat_apply, op, op.rmatvec),
+        dtype=op.dtype,
+    )
+
+
+@functools.cache
+def _pylops_class():
+    """The PyLops operator class, defined on first use (PyLops is imported only then)."""
+    try:
+        import pylops
+    except ImportError as err:
+        raise ImportError(
+            "ssdops.as_pylops needs PyLops, an optional dependency: pip install ssdops[pylops]"
+        ) from err
+
+    class SSDOperator(pylops.LinearOperator):
+        """An :class:`ssdops.SSD` as a PyLops operator with ``dims = dimsd = batch_shape + (H, W)``."""
+
+        def __init__(self, op, name="S"):
+            self.ssd = op
+            super().__init__(dtype=np.dtype(str(op.dtype).rsplit(".", 1)[-1]), dims=_dims(op),
+                             dimsd=_dims(op), name=name)
+
+        def _matvec(self, x):
+            return self.ssd.matvec(x.reshape(self.dims)).reshape(-1)
+
+        def _rmatvec(self, x):
+            return self.ssd.rmatvec(x.reshape(self.dimsd)).reshape(-1)
+
+    return SSDOperator
+
+
+def as_pylops(op, *, name="S"):
+    r"""The operator as a :class:`pylops.LinearOperator` with ``dims = dimsd = batch_shape + (H, W)``.
+
+    ``matvec`` / ``rmatvec`` apply the SSD and its transpose (fast paths included) on the array they are
+    given, in its own library: NumPy, and CuPy arrays for an operator with CuPy diagonals (PyLops' CuPy
+    backend). For JAX, wrap the result in ``pylops.JaxOperator`` (PyLops' JAX support; the SSD applies are
+    written in ``jax.numpy`` and trace). Passes ``pylops.utils.dottest``. PyLops is an optional dependency
+    (``pip install ssdops[pylops]``); without it this raises ImportError saying so.
+
+    >>> import numpy as np, pylops, ssdops
+    >>> Op = ssdops.as_pylops(ssdops.divergence_form(np.ones((2, 6, 5))))
+    >>> Op.dims, Op.shape
+    ((2, 6, 5), (60, 60))
+    >>> bool(pylops.utils.dottest(Op))
+    True
+    """
+    _check_ssd(op, "ssdops.as_pylops")
+    return _pylops_class()(op, name=name)
