@@ -73,9 +73,11 @@ class SSDApply(Protocol):
     ``diagonals`` ``(..., K, H, W)``, ``offsets`` a tuple of K ``(dy, dx)`` pairs, ``u`` ``(..., H, W)``;
     batch axes broadcast. :math:`(A u)[p] = \\sum_k d_k[p]\\, u[p + o_k]` and
     :math:`(A^\\top u)[q] = \\sum_k d_k[q - o_k]\\, u[q - o_k]`, products only over in-grid neighbours.
+    ``out`` (validated by the core: the result's shape and dtype, the library of ``u``, no memory shared with
+    the inputs) receives the result, which is returned; a library without writable arrays raises TypeError.
     """
 
-    def __call__(self, *, diagonals: Any, offsets: tuple, u: Any) -> Any: ...
+    def __call__(self, *, diagonals: Any, offsets: tuple, u: Any, out: Any = None) -> Any: ...
 
 
 class FilterStep(Protocol):

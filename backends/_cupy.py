@@ -140,7 +140,7 @@ def _scalar(xp, value, dtype):
     return xp.reshape(xp.asarray(value, dtype=dtype), (1,))
 
 
-def plan_apply(xp, diagonals, offsets, u, transpose, *, block=BLOCK):
+def plan_apply(xp, diagonals, offsets, u, transpose, *, block=BLOCK, out=None):
     """The launch of ``A u`` (``transpose=False``) or ``A^T u``; ``diagonals`` ``(..., K, H, W)``,
     ``u`` ``(..., H, W)``, batch axes broadcast."""
     H, W = (int(n) for n in u.shape[-2:])
@@ -150,7 +150,8 @@ def plan_apply(xp, diagonals, offsets, u, transpose, *, block=BLOCK):
     oy = xp.asarray([int(o[0]) for o in offsets], dtype=xp.int32)
     ox = xp.asarray([int(o[1]) for o in offsets], dtype=xp.int32)
     images, grid = _geometry(math.prod(batch), H, W, block)
-    out = xp.empty(tuple(batch) + (H, W), dtype=u.dtype)
+    if out is None or not out.flags.c_contiguous:
+        out = xp.empty(tuple(batch) + (H, W), dtype=u.dtype)
     args = (d, v, oy, ox, np.int32(len(offsets)), np.int32(H), np.int32(W), images, np.int64(d_stride),
             np.int64(u_stride), np.int32(bool(transpose)), out)
     return Launch("ssd_apply", _suffix(u.dtype), grid, block, args, out)
@@ -209,28 +210,36 @@ def _launch(launch):
     return launch.out
 
 
-def ssd_apply(diagonals, offsets, u):
+def _into(result, out):
+    """``out`` holding ``result`` (the kernel wrote into ``out`` itself when it was C-contiguous)."""
+    if out is not None and result is not out:
+        out[...] = result
+        return out
+    return result
+
+
+def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` (see the module docstring)."""
-    return _launch(plan_apply(cupy, diagonals, offsets, u, False))
+    return _into(_launch(plan_apply(cupy, diagonals, offsets, u, False, out=out)), out)
 
 
-def ssd_apply_transpose(diagonals, offsets, u):
+def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` (see the module docstring)."""
-    return _launch(plan_apply(cupy, diagonals, offsets, u, True))
+    return _into(_launch(plan_apply(cupy, diagonals, offsets, u, True, out=out)), out)
 
 
-def filter_step(u, zeta, dt):
+def filter_step(*, u, zeta, dt):
     """``u + W_dt(zeta) u`` (see the module docstring)."""
     return _launch(plan_filter_step(cupy, u, zeta, dt))
 
 
-def perona_malik_step(u, dt, lam, diffusivity, bc, ghost_gamma):
-    """One explicit Perona-Malik step (see the module docstring)."""
+def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
+    """One explicit Perona-Malik step (see the module docstring); ``ndim`` is 2 (registered for 2-D only)."""
     return _launch(plan_perona_malik_step(cupy, u, dt, lam, diffusivity, bc, ghost_gamma))
 
 
 if cupy is not None:
-    register("ssd_apply", "cupy", ssd_apply)
-    register("ssd_apply_transpose", "cupy", ssd_apply_transpose)
-    register("filter_step", "cupy", filter_step)
-    register("perona_malik_step", "cupy", perona_malik_step)
+    # 2-D grids only: for 1-D and 3-D ones the registry answers None and the generic code runs.
+    for _operation, _kernel in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
+                                ("filter_step", filter_step), ("perona_malik_step", perona_malik_step)):
+        register(_operation, "cupy", _kernel, ndims=(2,))

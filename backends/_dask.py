@@ -114,13 +114,20 @@ def _reach(offsets):
     return tuple(max(abs(o[axis]) for o in offsets) for axis in (0, 1))
 
 
-def ssd_apply(*, diagonals, offsets, u):
+def _lazy(out):
+    if out is not None:
+        raise TypeError("out= is not supported for dask arrays (the result is a lazy graph): use the returned array")
+
+
+def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` chunk by chunk (see the module docstring)."""
+    _lazy(out)
     return _stencil_map("ssd_apply", u, ("diagonals", diagonals), _reach(offsets), offsets=offsets)
 
 
-def ssd_apply_transpose(*, diagonals, offsets, u):
+def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` chunk by chunk (see the module docstring)."""
+    _lazy(out)
     return _stencil_map("ssd_apply_transpose", u, ("diagonals", diagonals), _reach(offsets), offsets=offsets)
 
 

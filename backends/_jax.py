@@ -44,16 +44,25 @@ from . import register
 __all__ = ["filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
 
-@functools.partial(jax.jit, static_argnames="offsets")
-def ssd_apply(*, diagonals, offsets, u):
+_apply = jax.jit(apply_generic, static_argnums=(0, 2))
+_apply_transpose = jax.jit(apply_transpose_generic, static_argnums=(0, 2))
+
+
+def _immutable(out):
+    if out is not None:
+        raise TypeError("out= is not supported for JAX arrays (they are immutable): use the returned array")
+
+
+def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` (see the module docstring)."""
-    return apply_generic(jnp, diagonals, offsets, u)
+    _immutable(out)
+    return _apply(jnp, diagonals, offsets, u)
 
 
-@functools.partial(jax.jit, static_argnames="offsets")
-def ssd_apply_transpose(*, diagonals, offsets, u):
+def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` (see the module docstring)."""
-    return apply_transpose_generic(jnp, diagonals, offsets, u)
+    _immutable(out)
+    return _apply_transpose(jnp, diagonals, offsets, u)
 
 
 @jax.jit
@@ -84,12 +93,12 @@ def _traced_solve(u, diagonals, offsets, dt, method, tol, maxiter):
             matvec, u1, solve, transpose_solve=None if symmetric else solve, symmetric=symmetric
         )
 
-    shape = u.shape
-    K, H, W = diagonals.shape[-3:]
+    ndim = len(offsets[0])
+    core = tuple(diagonals.shape[-ndim - 1:])  # (K, *grid)
     x = jax.vmap(solve_one, in_axes=(0, 0, None))(
-        jnp.reshape(u, (-1, H, W)), jnp.reshape(diagonals, (-1, K, H, W)), dt
+        jnp.reshape(u, (-1,) + core[1:]), jnp.reshape(diagonals, (-1,) + core), dt
     )
-    return jnp.reshape(x, shape)
+    return jnp.reshape(x, u.shape)
 
 
 def implicit_solve(*, u, diagonals, offsets, dt, method, tol, maxiter, on_failure, x0):

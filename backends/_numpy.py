@@ -169,25 +169,27 @@ def _accumulate_run(out, terms, W, images, rows, run, combine, epilogue, accumul
             epilogue(block, bs, r0 * W, r1 * W)
 
 
-def _apply(diagonals, offsets, u, transpose):
-    """``A u`` or ``A^T u`` on a 1-, 2- or 3-D grid (the grid dimension is the length of the offsets)."""
+def _apply(diagonals, offsets, u, transpose, out=None):
+    """``A u`` or ``A^T u`` on a 1-, 2- or 3-D grid (the grid dimension is the length of the offsets), into
+    ``out`` when given."""
     ndim = len(offsets[0])
     if ndim == 1:  # a signal is an image of one row: a view, no copy
         offsets2 = tuple((0, dx) for (dx,) in offsets)
-        out = _apply2(diagonals[..., None, :], offsets2, u[..., None, :], transpose)
-        return out[..., 0, :]
+        out2 = None if out is None else out[..., None, :]
+        return _apply2(diagonals[..., None, :], offsets2, u[..., None, :], transpose, out=out2)[..., 0, :]
     if ndim == 3:
-        return _apply3(diagonals, offsets, u, transpose)
-    return _apply2(diagonals, offsets, u, transpose)
+        return _apply3(diagonals, offsets, u, transpose, out)
+    return _apply2(diagonals, offsets, u, transpose, out=out)
 
 
-def _apply3(diagonals, offsets, u, transpose):
+def _apply3(diagonals, offsets, u, transpose, out=None):
     """A volume as a batch of planes: the offsets are grouped by their plane step ``dz``; each group is a
     blocked 2-D apply over the planes whose neighbour plane lies in the grid, the group with ``dz = 0``
     writing the whole output and the others adding into their window of planes."""
     D, H, W = u.shape[-3:]
     batch = np.broadcast_shapes(diagonals.shape[:-4], u.shape[:-3])
-    out = np.empty(batch + (D, H, W), dtype=np.result_type(diagonals, u))
+    if out is None:
+        out = np.empty(batch + (D, H, W), dtype=np.result_type(diagonals, u))
     groups = {}
     for k, (dz, _, _) in enumerate(offsets):
         groups.setdefault(dz, []).append(k)
@@ -238,14 +240,14 @@ def _apply2(diagonals, offsets, u, transpose, out=None, accumulate=False):
     return out.reshape(batch + (H, W))
 
 
-def ssd_apply(*, diagonals, offsets, u):
+def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` (see the module docstring)."""
-    return _apply(diagonals, offsets, u, transpose=False)
+    return _apply(diagonals, offsets, u, False, out)
 
 
-def ssd_apply_transpose(*, diagonals, offsets, u):
+def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` (see the module docstring)."""
-    return _apply(diagonals, offsets, u, transpose=True)
+    return _apply(diagonals, offsets, u, True, out)
 
 
 def filter_step(*, u, zeta, dt):

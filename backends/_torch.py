@@ -29,7 +29,10 @@ Dynamo cannot trace a Function with a custom ``jvp``: inside ``torch.compile`` t
 step are the functional forms, which autograd differentiates and inductor fuses forward and backward; a
 Krylov solve is a graph break there (it runs eagerly, convergence check included).
 
-On CUDA (outside ``torch.compile``) the kernels run in a functional form (zero-padded shifts, summed)
+On the CPU, when nothing is recorded for autograd (``torch.no_grad``, or no input requires a gradient) and
+no transform or compile is active, the products, the filter step and the Perona-Malik step run the NumPy
+backend's blocked kernels on the tensors' own memory (``Tensor.numpy()`` shares it); ``out=`` is supported
+there. On CUDA (outside ``torch.compile``) the kernels run in a functional form (zero-padded shifts, summed)
 compiled by ``torch.compile``: inductor fuses it into one generated Triton kernel per operation that reads
 every input once. Under an outer ``torch.compile`` the eager kernels are traced and fused with the rest of
 the graph.
@@ -42,9 +45,11 @@ import array_api_compat.torch as torch_xp
 import torch
 import torch.nn.functional as F
 
-from ssdops._kernels import krylov_solve, neighbour_window, resolve
+import numpy as np
 
-from . import register
+from ssdops._kernels import apply_generic, apply_transpose_generic, krylov_solve, neighbour_window, resolve
+
+from . import lookup, register, use_generic
 
 __all__ = ["filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
@@ -177,7 +182,41 @@ class _Apply(torch.autograd.Function):
         return sum(terms[1:], terms[0])
 
 
-def _product(diagonals, offsets, u, transpose):
+def _on_host_without_autograd(*values):
+    """Whether the NumPy kernel can compute this call on the tensors' own memory: CPU tensors of float32 /
+    float64, nothing to record for autograd, no ``torch.func`` transform, not compiling. Then ``.numpy()``
+    shares the memory (no copy) and the blocked, multi-threaded NumPy kernel runs: the same numbers as
+    the generic code (both are tested against it), several times faster than chains of eager torch ops on
+    the CPU (which page-fault fresh outputs and pass over memory once per operation)."""
+    if torch.compiler.is_compiling():
+        return False
+    recording = torch.is_grad_enabled()
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            if (v.device.type != "cpu" or v.dtype not in (torch.float32, torch.float64)
+                    or (recording and v.requires_grad) or torch._C._functorch.is_functorch_wrapped_tensor(v)):
+                return False
+    return torch._C._functorch.maybe_current_level() is None
+
+
+def _numpy_kernel(name, grid_ndim, **arguments):
+    """The NumPy kernel ``name`` on host views of the tensor arguments; its result as a tensor (a view)."""
+    with use_generic(False):
+        kernel = lookup(name, np, grid_ndim)
+    host = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in arguments.items()}
+    return torch.from_numpy(kernel(**host))
+
+
+def _product(diagonals, offsets, u, transpose, out):
+    name = "ssd_apply_transpose" if transpose else "ssd_apply"
+    if _on_host_without_autograd(diagonals, u, out):
+        result = _numpy_kernel(name, len(offsets[0]), diagonals=diagonals, offsets=offsets, u=u, out=out)
+        return result if out is None else out
+    if out is not None:
+        raise TypeError("out= is not supported while autograd records the product (or under torch.func / "
+                        "torch.compile, or off the CPU): use the returned tensor")
+    if len(offsets[0]) != 2:  # the autograd kernels are 2-D; autograd differentiates the generic code
+        return (apply_transpose_generic if transpose else apply_generic)(torch_xp, diagonals, offsets, u)
     # Dynamo cannot trace a Function with a custom jvp: compiled code gets the functional form, which
     # autograd differentiates and inductor fuses, forward and backward.
     if torch.compiler.is_compiling():
@@ -185,14 +224,14 @@ def _product(diagonals, offsets, u, transpose):
     return _Apply.apply(diagonals, u, offsets, transpose)
 
 
-def ssd_apply(*, diagonals, offsets, u):
+def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` (see the module docstring)."""
-    return _product(diagonals, tuple(offsets), u, False)
+    return _product(diagonals, tuple(offsets), u, False, out)
 
 
-def ssd_apply_transpose(*, diagonals, offsets, u):
+def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` (see the module docstring)."""
-    return _product(diagonals, tuple(offsets), u, True)
+    return _product(diagonals, tuple(offsets), u, True, out)
 
 
 def _signed(zeta):
@@ -266,6 +305,8 @@ class _FilterStep(torch.autograd.Function):
 
 def filter_step(*, u, zeta, dt):
     """``u + W_dt(zeta) u`` (see the module docstring)."""
+    if _on_host_without_autograd(u, zeta, dt):
+        return _numpy_kernel("filter_step", 2, u=u, zeta=zeta, dt=_number(dt))
     if torch.compiler.is_compiling():
         return _filter_functional(u, zeta, dt)  # as in _product
     return _FilterStep.apply(u, zeta, dt)
@@ -309,8 +350,16 @@ def _perona_malik(u, dt, lam, name, bc, ghost_gamma):
     return u + dt * (flux_y.diff(dim=-2) + flux_x.diff(dim=-1))
 
 
+def _number(v):
+    """A 0-d CPU tensor without gradient as a Python float (for the NumPy kernels), anything else as is."""
+    return v.item() if isinstance(v, torch.Tensor) else v
+
+
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
     """One explicit Perona-Malik step (see the module docstring); autograd differentiates it."""
+    if _on_host_without_autograd(u, dt, lam, ghost_gamma):
+        return _numpy_kernel("perona_malik_step", ndim, u=u, dt=_number(dt), lam=_number(lam), diffusivity=diffusivity,
+                             bc=bc, ghost_gamma=_number(ghost_gamma), ndim=ndim)
     if _fused_on_cuda(u, dt, lam):
         return _compiled(_perona_malik)(u, dt, lam, diffusivity, bc, ghost_gamma)
     return _perona_malik(u, dt, lam, diffusivity, bc, ghost_gamma)
@@ -381,7 +430,8 @@ def implicit_solve(*, u, diagonals, offsets, dt, method, tol, maxiter, on_failur
     return _ImplicitSolve.apply(u, diagonals, dt, tuple(offsets), False, settings)
 
 
-for _operation, _function in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
-                       ("filter_step", filter_step), ("perona_malik_step", perona_malik_step),
-                       ("implicit_solve", implicit_solve)):
-    register(_operation, "torch", _function, ndims=(2,))
+register("ssd_apply", "torch", ssd_apply)
+register("ssd_apply_transpose", "torch", ssd_apply_transpose)
+register("filter_step", "torch", filter_step, ndims=(2,))
+register("perona_malik_step", "torch", perona_malik_step, ndims=(2,))
+register("implicit_solve", "torch", implicit_solve, ndims=(2,))

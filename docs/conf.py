@@ -79,9 +79,7 @@ numpydoc_validation_exclude = validation_exclude()
 # --- sphinx-gallery ------------------------------------------------------------------------------------
 #: Gallery scripts written against an API that has not landed yet, and what they wait for. They are left
 #: out of the gallery (neither run nor shown) until it lands: then delete the entry.
-PENDING_EXAMPLES = {
-    "plot_volume_3d.py": "issue #13: laplacian((D, H, W)), to_scipy of 3-D operators, ndim= keywords",
-}
+PENDING_EXAMPLES = {}
 sphinx_gallery_conf = {
     "examples_dirs": "examples",
     "gallery_dirs": "auto_examples",

@@ -59,6 +59,17 @@ def like_namespace(like):
     return xp, like.dtype, device(like)
 
 
+def chunked_like(diagonals, like, ndim):
+    """Diagonals ``(..., K, *grid)`` built for the dask image ``like`` rechunked to its grid chunks (the
+    offset axis in one chunk), so that stencil kernels need no rechunk; any other array unchanged."""
+    if like is None or not (is_dask_array(like) and is_dask_array(diagonals)):
+        return diagonals
+    grid_chunks = tuple(like.chunks[-ndim:])
+    chunks = {diagonals.ndim - ndim - 1: -1}
+    chunks.update({diagonals.ndim - ndim + i: c for i, c in enumerate(grid_chunks)})
+    return diagonals.rechunk(chunks)
+
+
 def to_numpy(x):
     """Copy ``x`` to a NumPy array on the host (explicitly a host round-trip: for export and analysis).
 

@@ -261,9 +261,10 @@ def perona_malik_step_generic(xp, u, dt, lam, g, bc, ghost_gamma, ndim=2):
 def relative_residual(xp, x, u, diagonals, offsets, dt, transpose=False):
     """Per image ``||u - (x - dt A x)|| / ||u||`` (``||r||`` where ``u = 0``), an array of the batch shape."""
     apply = apply_transpose_generic if transpose else apply_generic
+    grid_axes_ = tuple(range(-len(offsets[0]), 0))
     r = u - (x - dt * apply(xp, diagonals, offsets, x))
-    rn = xp.sqrt(xp.sum(r * r, axis=(-2, -1)))
-    un = xp.sqrt(xp.sum(u * u, axis=(-2, -1)))
+    rn = xp.sqrt(xp.sum(r * r, axis=grid_axes_))
+    un = xp.sqrt(xp.sum(u * u, axis=grid_axes_))
     return xp.where(un > 0, rn / xp.where(un > 0, un, xp.ones_like(un)), rn)
 
 
@@ -295,18 +296,31 @@ def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_fail
     from ._array import is_traced, to_numpy
 
     apply = apply_transpose_generic if transpose else apply_generic
+    ndim = len(offsets[0])
+    grid = tuple(u.shape[-ndim:])
+
+    # The solvers take per-image inner products over the last two axes: a grid of another dimension is
+    # handed to them flattened to one row, (..., 1, N), and reshaped back around every product.
+    def to_solver(a):
+        return a if ndim == 2 else xp.reshape(a, tuple(a.shape[:-ndim]) + (1, math.prod(grid)))
+
+    def to_grid(a):
+        return a if ndim == 2 else xp.reshape(a, tuple(a.shape[:-2]) + grid)
 
     def matvec(x):
-        return x - dt * apply(xp, diagonals, offsets, x)
+        x = to_grid(x)
+        return to_solver(x - dt * apply(xp, diagonals, offsets, x))
 
     x = xp.zeros_like(u) if x0 is None else x0 + xp.zeros_like(u)
-    if math.prod(u.shape[:-2]) == 0:
+    if math.prod(u.shape[:-ndim]) == 0:
         return x
+    b = to_solver(u)
     if any(is_traced(a) for a in (u, diagonals, dt)):
-        return KRYLOV[method](xp, matvec, u, x, tol=tol, maxiter=maxiter, host_reads=False)[0]
+        return to_grid(KRYLOV[method](xp, matvec, b, to_solver(x), tol=tol, maxiter=maxiter, host_reads=False)[0])
     iterations, previous = 0, math.inf
     while True:
-        x, info = KRYLOV[method](xp, matvec, u, x, tol=tol, maxiter=maxiter - iterations)
+        x, info = KRYLOV[method](xp, matvec, b, to_solver(x), tol=tol, maxiter=maxiter - iterations)
+        x = to_grid(x)
         iterations += info.iterations
         residual = float(to_numpy(xp.max(relative_residual(xp, x, u, diagonals, offsets, dt, transpose))))
         if residual <= tol:

@@ -21,6 +21,7 @@ __all__ = [
     "check_grid",
     "check_grid_shape",
     "check_image",
+    "check_ndim",
     "check_operator",
     "check_time",
     "half_precision",
@@ -46,9 +47,10 @@ def check_bc(bc, ghost_gamma=None):
         raise ValueError(
             "ghost_gamma is meaningful only with bc='dirichlet': a Neumann boundary has no boundary face"
         )
-    if isinstance(ghost_gamma, bool) or not isinstance(ghost_gamma, numbers.Real):
-        raise TypeError(f"ghost_gamma must be a Python number or None, got {type(ghost_gamma).__name__}")
-    if not (math.isfinite(ghost_gamma) and ghost_gamma >= 0):
+    value = plain_scalar(ghost_gamma)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"ghost_gamma must be a number or None, got {type(ghost_gamma).__name__}")
+    if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"ghost_gamma must be a finite diffusivity >= 0, got {ghost_gamma}")
 
 
@@ -86,12 +88,26 @@ def check_operator(op, name="op"):
         raise TypeError(f"{name} must be an ssdops.SSD operator, got {type(op).__name__}")
 
 
-def check_image(u, name="u"):
-    """The namespace of ``u``; ValueError unless ``u`` has shape ``(..., H, W)`` with ``H, W >= 1``."""
+GRID_LETTERS = {1: "N", 2: "H, W", 3: "D, H, W"}
+
+
+def check_ndim(ndim):
+    """``ndim`` as an int: TypeError unless an integer, ValueError unless 1, 2 or 3."""
+    if isinstance(ndim, (bool, np.bool_)) or not isinstance(ndim, numbers.Integral):
+        raise TypeError(f"ndim must be an integer (1, 2 or 3), got {ndim!r}")
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"ndim must be 1, 2 or 3 (signals, images, volumes), got {ndim}")
+    return int(ndim)
+
+
+def check_image(u, name="u", ndim=2):
+    """The namespace of ``u``; ValueError unless ``u`` has shape ``(..., *grid)`` with ``ndim`` grid axes,
+    each of length >= 1 (2-D: ``(..., H, W)``)."""
     xp = namespace(u)
-    if u.ndim < 2:
-        raise ValueError(f"{name} must have shape (..., H, W), got {tuple(u.shape)}")
-    check_grid(tuple(u.shape[-2:]), f"{name} of shape {tuple(u.shape)}")
+    ndim = check_ndim(ndim)
+    if u.ndim < ndim:
+        raise ValueError(f"{name} must have shape (..., {GRID_LETTERS[ndim]}), got {tuple(u.shape)}")
+    check_grid(tuple(u.shape[-ndim:]), f"{name} of shape {tuple(u.shape)}")
     return xp
 
 

@@ -35,15 +35,51 @@ METHODS = ("auto", "spectral", "cg", "bicgstab")
 
 
 def select_method(op):
-    """The method ``implicit_step(..., method="auto")`` uses for ``op``.
+    r"""The method ``implicit_step(..., method="auto")`` uses for ``op``.
 
-    ``"spectral"`` for a (scaled) :func:`ssdops.laplacian`; ``"cg"`` for an operator tagged symmetric, or
-    found symmetric by :func:`ssdops.is_symmetric` when untagged (one value check on the host, skipped under
-    ``jax.jit``, where an untagged operator gets ``"bicgstab"``); ``"bicgstab"`` otherwise.
+    Parameters
+    ----------
+    op : SSD
+        The operator :math:`A` of the step.
 
+    Returns
+    -------
+    str
+        ``"spectral"`` for a (scaled) :func:`ssdops.laplacian`; ``"cg"`` for an operator tagged symmetric, or
+        found symmetric by :func:`ssdops.is_symmetric` when untagged (one value check on the host, skipped under
+        ``jax.jit``, where an untagged operator gets ``"bicgstab"``); ``"bicgstab"`` otherwise.
+
+    Raises
+    ------
+    TypeError
+        If ``op`` is not an :class:`SSD`.
+
+    See Also
+    --------
+    implicit_step : The step that uses the method.
+    Tags : The structure the choice is read from.
+
+    Notes
+    -----
+    The system :math:`(I - \Delta t\,A)\,x = u` is solved exactly by a DCT / DST when :math:`A = c L` with
+    :math:`L` the constant-coefficient Laplacian (its eigenvectors are the cosine / sine modes); by conjugate
+    gradients when :math:`A` is symmetric (then :math:`I - \Delta t A` is symmetric, and positive definite
+    for ``divergence_form`` with :math:`\gamma \ge 0` and :math:`\Delta t \ge 0`); by BiCGSTAB otherwise.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step).
+
+    Examples
+    --------
     >>> import numpy as np, ssdops
     >>> ssdops.select_method(ssdops.divergence_form(np.ones((4, 4))))
     'cg'
+    >>> ssdops.select_method(2.0 * ssdops.laplacian((4, 4)))
+    'spectral'
+    >>> ssdops.select_method(ssdops.ssd_from_filters(np.random.default_rng(0).random((5, 4, 4))))
+    'bicgstab'
     """
     check_operator(op)
     if op.tags.laplacian is not None:
@@ -69,7 +105,8 @@ def _default_tol(xp, dtype):
 def _row_abs_sums(xp, diagonals, offsets):
     """Per pixel the sum of |entries| of its row of A (in-grid entries only: NaN or inf exactly when an
     in-grid entry is non-finite); its maximum is the infinity norm of A."""
-    ones = xp.ones(tuple(diagonals.shape[-2:]), dtype=diagonals.dtype, device=device(diagonals))
+    ndim = len(offsets[0])
+    ones = xp.ones(tuple(diagonals.shape[-ndim:]), dtype=diagonals.dtype, device=device(diagonals))
     return apply_generic(xp, xp.abs(diagonals), offsets, ones)
 
 
@@ -92,10 +129,11 @@ def _check_values(xp, u, x0, row_sums, dt):
     return norm, reading[-1][1]
 
 
-def _valid_images(xp, u, row_sums, dt):
+def _valid_images(xp, u, row_sums, dt, ndim):
     """Per image: finite image and operator, finite ``dt >= 0`` (for traced values, where a check cannot
     raise: the solution of an invalid image is replaced by NaN, never left as the solver's zeros)."""
-    ok = xp.all(xp.isfinite(u), axis=(-2, -1)) & xp.all(xp.isfinite(row_sums), axis=(-2, -1))
+    axes = tuple(range(-ndim, 0))
+    ok = xp.all(xp.isfinite(u), axis=axes) & xp.all(xp.isfinite(row_sums), axis=axes)
     if not isinstance(dt, (int, float)):
         ok = ok & xp.isfinite(dt) & (dt >= 0)
     return ok
@@ -106,13 +144,15 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
 
     Parameters
     ----------
-    u : array ``(..., H, W)``
+    u : array ``(..., *grid)``
+        The images (right-hand sides), real floating point of the operator's library and dtype.
     op : SSD
         The operator :math:`A`; its batch axes broadcast against ``u``'s.
     dt : float or 0-d array
         A time step >= 0 (a NumPy scalar is taken as a Python float: it does not promote ``u``'s dtype).
-    method : {"auto", "spectral", "cg", "bicgstab"}
-        See the module documentation; ``"spectral"`` needs a (scaled) :func:`ssdops.laplacian`.
+    method : {"auto", "spectral", "cg", "bicgstab"}, default "auto"
+        See the module documentation and :func:`select_method`; ``"spectral"`` needs a (scaled)
+        :func:`ssdops.laplacian`.
     tol : float, optional
         Relative residual :math:`\|u - (I - \Delta t A)x\| / \|u\|` per image, judged on the true
         residual of the returned :math:`x` (one product after the iterations, not the solver's recurrence);
@@ -120,23 +160,49 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
         solved in float32 and rounded back). A ``tol`` below ``TOL_FLOOR_EPS = 4`` epsilons of the working
         dtype (4.8e-7 in float32) raises ValueError: that dtype cannot measure it.
     maxiter : int, optional
-        Iterations in all (restarts included); default ``max(100, min(2 H W, 20000))``.
-    on_failure : {"raise", "warn"}
+        Iterations in all (restarts included); default ``max(100, min(2 N, 20000))``, N the grid's points.
+    on_failure : {"raise", "warn"}, default "raise"
         Non-convergence raises :class:`ConvergenceError` (or warns :class:`ConvergenceWarning` and returns
         the last iterate), naming the true residual reached.
     x0 : array, optional
         Initial guess (default zero; PyTorch gradients and JAX ignore it).
 
+    Returns
+    -------
+    array
+        The solution :math:`x`, of the broadcast batch shape of ``u`` and ``op`` and of the operator's dtype.
+
     Raises
     ------
+    TypeError
+        If ``op`` is not an :class:`SSD`, or ``u`` (or ``x0``) is not a real floating-point array of the
+        operator's library and dtype.
     ValueError
-        For NaN or inf in ``u``, ``x0``, the operator's entries or ``dt``; for ``dt < 0``; for a singular or
-        indefinite spectral system (:math:`1 - \Delta t\,c\,\lambda \le 0` for an eigenvalue
-        :math:`\lambda` of the Laplacian, in closed form); for a ``tol`` below the floor above. One host
-        read per call; skipped for traced values, see the notes.
+        If the last axes of ``u`` are not the operator's grid, ``x0`` does not broadcast with ``u``; for an
+        unknown ``method`` or ``on_failure``, a ``maxiter`` that is not a positive integer, or
+        ``method="spectral"`` with an operator that is not a scaled Laplacian. For NaN or inf in ``u``,
+        ``x0``, the operator's entries or ``dt``; for ``dt < 0``; for a singular or indefinite spectral system
+        (:math:`1 - \Delta t\,c\,\lambda \le 0` for an eigenvalue :math:`\lambda` of the Laplacian, in closed
+        form); for a ``tol`` below the floor above. One host read per call; skipped for traced values, see the
+        notes.
+    ConvergenceError
+        With ``on_failure="raise"``, when the true residual is above ``tol`` after ``maxiter`` iterations.
+
+    See Also
+    --------
+    explicit_step : The forward-Euler step (eq. 2.10).
+    select_method : The method ``"auto"`` picks.
+    heat : Many implicit steps of the heat equation, or its exact solution.
+    perona_malik : Semi-implicit Perona-Malik steps.
 
     Notes
     -----
+    The update of eq. (2.11),
+
+    .. math:: x = (I - \Delta t\,A)^{-1} u,
+
+    the backward-Euler discretisation of :math:`u_t = A u`: unconditionally stable for a diffusion operator.
+
     The Krylov loops run in the array's own namespace and device; each iteration reads one boolean (all
     images converged?) on the host. When the recurrence claims convergence but the true residual is above
     ``tol`` (rounding drift, typical in float32 on large grids), the loop restarts from the iterate. In
@@ -144,11 +210,21 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
     :math:`\|x\| / \|u\|`: for very large steps even the default 1e-6 can be out of reach, which
     :class:`ConvergenceError` reports (use float64).
 
+    In PyTorch and JAX the derivative is an adjoint solve, never a backward pass through the iterations:
+    with an output cotangent :math:`\bar x`, solve :math:`(I - \Delta t A^\top) w = \bar x`; then
+    :math:`\bar u = w` and the cotangent of a parameter :math:`\theta` of :math:`\Delta t A` is
+    :math:`w^\top \partial_\theta(\Delta t A(\theta))\,x`.
+
     Traced JAX values (under ``jit``, ``grad``, ``vmap``) are solved by ``jax.scipy.sparse.linalg.cg`` /
     ``bicgstab`` under ``jax.lax.custom_linear_solve``, vmapped over the batch; there no check can raise
     (values are unknown while tracing): an image whose input is not finite, or with ``dt`` not finite or
     negative, comes back as NaN (never as zeros), a singular or indefinite spectral system as NaN, and no
     convergence check runs, so check a result eagerly, or its residual, when it matters.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (2.11).
 
     Examples
     --------
@@ -157,6 +233,9 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
     >>> L = ssdops.laplacian((8, 8))
     >>> x = ssdops.implicit_step(u, L, 0.5)
     >>> bool(np.allclose(x - 0.5 * (L @ x), u))
+    True
+    >>> A = ssdops.divergence_form(np.ones((8, 8)))       # the same matrix, solved by conjugate gradients
+    >>> bool(np.allclose(ssdops.implicit_step(u, A, 0.5, method="cg"), x))
     True
     """
     check_operator(op)
@@ -177,11 +256,11 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
     if method == "spectral":
         return _spectral_step(xp, u, op, dt, x0, concrete)
 
-    H, W = op.grid_shape
+    grid, ndim = op.grid_shape, op.ndim
     working = xp.float32 if half_precision(xp, u.dtype) else u.dtype
     tol = _check_tol(xp, tol, u.dtype, working)
-    maxiter = max(100, min(2 * H * W, 20_000)) if maxiter is None else int(maxiter)
-    batch = np.broadcast_shapes(tuple(u.shape[:-2]), op.batch_shape)
+    maxiter = max(100, min(2 * math.prod(grid), 20_000)) if maxiter is None else int(maxiter)
+    batch = np.broadcast_shapes(tuple(u.shape[:-ndim]), op.batch_shape)
     diagonals = op.diagonals
     if working != u.dtype:
         u, diagonals = xp.astype(u, working), xp.astype(diagonals, working)
@@ -191,15 +270,15 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
         _check_values(xp, u, x0, row_sums, dt)
     elif isinstance(dt, (int, float)):
         check_time(dt, "dt")
-    u_b = xp.broadcast_to(u, batch + (H, W))
-    settings = dict(u=u_b, diagonals=xp.broadcast_to(diagonals, batch + tuple(diagonals.shape[-3:])),
+    u_b = xp.broadcast_to(u, batch + grid)
+    settings = dict(u=u_b, diagonals=xp.broadcast_to(diagonals, batch + tuple(diagonals.shape[-ndim - 1:])),
                     offsets=op.offsets, dt=dt, method=method, tol=tol, maxiter=maxiter, on_failure=on_failure,
                     x0=x0)
-    solve = backends.lookup("implicit_solve", xp)
+    solve = backends.lookup("implicit_solve", xp, ndim)
     x = solve(**settings) if solve is not None else krylov_solve(xp, **settings)
     if not concrete:
-        valid = _valid_images(xp, u_b, xp.broadcast_to(row_sums, batch + (H, W)), dt)
-        x = xp.where(valid[..., None, None], x, xp.full_like(x, math.nan))
+        valid = _valid_images(xp, u_b, xp.broadcast_to(row_sums, batch + grid), dt, ndim)
+        x = xp.where(xp.reshape(valid, tuple(valid.shape) + (1,) * ndim), x, xp.full_like(x, math.nan))
     return xp.astype(x, op.dtype) if x.dtype != op.dtype else x
 
 
@@ -242,4 +321,4 @@ def _spectral_step(xp, u, op, dt, x0, concrete):
         # Traced values cannot raise: a non-positive factor makes the image NaN (finite garbage otherwise).
         return xp.where(den > 0, 1.0 / den, xp.full_like(den, math.nan))
 
-    return apply_laplacian_function(u, inverse, bc=bc)
+    return apply_laplacian_function(u, inverse, bc=bc, ndim=op.ndim)

@@ -5,11 +5,12 @@ import numpy as np
 from array_api_compat import device
 
 from ._array import namespace
+from ._validate import check_ndim
 
 __all__ = ["psnr", "relative_l2", "add_noise"]
 
 
-def psnr(x, ref, *, data_range=None):
+def psnr(x, ref, *, data_range=None, ndim=2):
     r"""Peak signal-to-noise ratio in dB per image: :math:`10\log_{10}(R^2 / \mathrm{MSE})`.
 
     ``data_range`` R defaults to ``max(ref) - min(ref)`` of each image (the authors' convention); a number
@@ -24,6 +25,8 @@ def psnr(x, ref, *, data_range=None):
         The reference images, broadcasting with ``x``, of the same library and dtype.
     data_range : float or array, optional
         The peak value R per image; default ``max(ref) - min(ref)`` over each image.
+    ndim : {1, 2, 3}, optional
+        The grid dimension: an image is the last ``ndim`` axes (3 scores whole volumes).
 
     Returns
     -------
@@ -70,9 +73,10 @@ def psnr(x, ref, *, data_range=None):
     """
     xp = namespace(x, ref)
     err = x - ref
-    mse = xp.mean(err * err, axis=(-2, -1))
+    axes = tuple(range(-check_ndim(ndim), 0))
+    mse = xp.mean(err * err, axis=axes)
     if data_range is None:
-        data_range = xp.max(ref, axis=(-2, -1)) - xp.min(ref, axis=(-2, -1))
+        data_range = xp.max(ref, axis=axes) - xp.min(ref, axis=axes)
     exact = mse == 0
     finite = xp.isfinite(mse)   # False for a NaN or an infinity in x or ref
     value = 10.0 * xp.log10(data_range**2 / xp.where(exact | ~finite, xp.ones_like(mse), mse))
@@ -80,7 +84,7 @@ def psnr(x, ref, *, data_range=None):
     return xp.where(finite, value, xp.full_like(value, float("nan")))
 
 
-def relative_l2(x, ref):
+def relative_l2(x, ref, *, ndim=2):
     r"""The relative error :math:`\|x - \mathrm{ref}\|_2 / \|\mathrm{ref}\|_2` per image.
 
     Parameters
@@ -89,6 +93,8 @@ def relative_l2(x, ref):
         The images to score, ``(..., H, W)``, of a floating dtype.
     ref : array
         The reference images, broadcasting with ``x``, of the same library and dtype.
+    ndim : {1, 2, 3}, optional
+        The grid dimension: an image is the last ``ndim`` axes.
 
     Returns
     -------
@@ -127,10 +133,11 @@ def relative_l2(x, ref):
     """
     xp = namespace(x, ref)
     err = x - ref
-    return xp.sqrt(xp.sum(err * err, axis=(-2, -1)) / xp.sum(ref * ref, axis=(-2, -1)))
+    axes = tuple(range(-check_ndim(ndim), 0))
+    return xp.sqrt(xp.sum(err * err, axis=axes) / xp.sum(ref * ref, axis=axes))
 
 
-def add_noise(y, level, *, rng):
+def add_noise(y, level, *, rng, ndim=2):
     r"""``y`` plus Gaussian noise of standard deviation ``level * max|y|`` per image.
 
     This is the project's reading of the paper's "p% noise" (``level = p / 100``). The noise is drawn on
@@ -144,6 +151,8 @@ def add_noise(y, level, *, rng):
         The noise level relative to each image's maximum magnitude (0.01 for the paper's 1 % noise).
     rng : numpy.random.Generator or int
         The random generator, or a seed for :func:`numpy.random.default_rng`.
+    ndim : {1, 2, 3}, optional
+        The grid dimension: the maximum is taken over the last ``ndim`` axes.
 
     Returns
     -------
@@ -185,5 +194,5 @@ def add_noise(y, level, *, rng):
     xp = namespace(y)
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     noise = xp.asarray(rng.standard_normal(tuple(y.shape)), dtype=y.dtype, device=device(y))
-    scale = level * xp.max(xp.abs(y), axis=(-2, -1), keepdims=True)
+    scale = level * xp.max(xp.abs(y), axis=tuple(range(-check_ndim(ndim), 0)), keepdims=True)
     return y + scale * noise

@@ -6,28 +6,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._array import like_namespace, to_numpy
+from ._array import chunked_like, like_namespace, to_numpy
+from ._validate import check_grid_shape
 from .ssd import SSD
-from .stencils import FIVE_POINT, NINE_POINT
+from .stencils import FIVE_POINT, NINE_POINT, SEVEN_POINT, THREE_POINT, TWENTY_SEVEN_POINT, star
 
 __all__ = ["to_scipy", "from_scipy"]
 
 
-def _grid_coordinates(H, W, offset):
-    """Rows (i, j) whose neighbour (i + dy, j + dx) lies in the grid."""
-    dy, dx = offset
-    i = np.arange(max(0, -dy), min(H, H - dy))
-    j = np.arange(max(0, -dx), min(W, W - dx))
-    return np.meshgrid(i, j, indexing="ij")
+#: Offset sets tried in order by :func:`from_scipy` when none are given, per grid dimension.
+_KNOWN_OFFSETS = {1: (THREE_POINT,), 2: (FIVE_POINT, NINE_POINT), 3: (SEVEN_POINT, TWENTY_SEVEN_POINT)}
+
+
+def _grid_coordinates(grid, offset):
+    """Coordinate arrays (one per axis, ``indexing="ij"``) of the pixels whose neighbour at ``offset`` lies
+    in the grid."""
+    axes = [np.arange(max(0, -o), min(n, n - o)) for n, o in zip(grid, offset)]
+    return np.meshgrid(*axes, indexing="ij")
 
 
 def to_scipy(op, format="csr"):
     """The operator as a scipy.sparse matrix (row-major pixels, a host copy).
 
-    An unbatched operator gives the ``(H*W, H*W)`` matrix. A batched operator (``batch_shape`` B) gives the
-    block-diagonal matrix of shape ``(n*H*W, n*H*W)``, ``n = prod(B)``, over the row-major flattened batch:
+    An unbatched operator gives the ``(N, N)`` matrix, ``N`` the number of grid points (``H*W`` in 2-D,
+    pixels row-major in every dimension). A batched operator (``batch_shape`` B) gives the
+    block-diagonal matrix of shape ``(n*N, n*N)``, ``n = prod(B)``, over the row-major flattened batch:
     block ``b`` is the matrix of ``op[np.unravel_index(b, B)]``, so that it acts on ``u.reshape(-1)`` for an
-    image batch ``u`` of shape ``B + (H, W)``; :func:`from_scipy` with ``batch_shape=B`` gives the batch
+    image batch ``u`` of shape ``B + grid``; :func:`from_scipy` with ``batch_shape=B`` gives the batch
     back. Assembled directly from the diagonals (not by applying the operator to unit vectors); stored
     zeros are dropped.
 
@@ -40,16 +45,17 @@ def to_scipy(op, format="csr"):
     """
     import scipy.sparse as sp
 
-    H, W = op.grid_shape
-    d = to_numpy(op.diagonals).reshape((-1, len(op.offsets), H, W))
-    n, size = d.shape[0], H * W
+    grid = op.grid_shape
+    d = to_numpy(op.diagonals).reshape((-1, len(op.offsets)) + grid)
+    n, size = d.shape[0], int(np.prod(grid, dtype=np.int64))
     starts = np.arange(n) * size  # first row of each image's block
     rows, cols, data = [], [], []
-    for k, (dy, dx) in enumerate(op.offsets):
-        ii, jj = _grid_coordinates(H, W, (dy, dx))
-        rows.append((starts[:, None] + (ii * W + jj).ravel()).ravel())
-        cols.append((starts[:, None] + ((ii + dy) * W + (jj + dx)).ravel()).ravel())
-        data.append(d[:, k, ii, jj].reshape(n, -1).ravel())
+    for k, offset in enumerate(op.offsets):
+        coords = _grid_coordinates(grid, offset)
+        neighbours = [c + o for c, o in zip(coords, offset)]
+        rows.append((starts[:, None] + np.ravel_multi_index(coords, grid).ravel()).ravel())
+        cols.append((starts[:, None] + np.ravel_multi_index(neighbours, grid).ravel()).ravel())
+        data.append(d[(slice(None), k) + tuple(coords)].reshape(n, -1).ravel())
     data, rows, cols = (np.concatenate(a) for a in (data, rows, cols))
     stored = data != 0
     return sp.coo_array(
@@ -57,25 +63,25 @@ def to_scipy(op, format="csr"):
     ).asformat(format)
 
 
-def _infer_offsets(found):
-    for candidate in (FIVE_POINT, NINE_POINT):
+def _infer_offsets(found, ndim):
+    for candidate in _KNOWN_OFFSETS[ndim]:
         if found <= set(candidate):
             return candidate
-    return FIVE_POINT + tuple(sorted(found - set(FIVE_POINT)))
+    return star(ndim) + tuple(sorted(found - set(star(ndim))))
 
 
 def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=None):
-    """The SSD operator of a sparse (or dense) matrix on ``grid_shape``.
+    """The SSD operator of a sparse (or dense) matrix on ``grid_shape`` (1, 2 or 3 axes).
 
-    ``offsets=None`` infers them from the non-zero entries: FIVE_POINT when they fit, else NINE_POINT, else
-    FIVE_POINT followed by the other offsets found (sorted). An entry further than ``radius`` pixels from
-    its row's pixel along either axis (a wrap-around, for example the flat +1 diagonal crossing the end of
+    ``offsets=None`` infers them from the non-zero entries: in 2-D FIVE_POINT when they fit, else NINE_POINT,
+    else FIVE_POINT followed by the other offsets found (sorted); in 1-D THREE_POINT, in 3-D SEVEN_POINT or
+    TWENTY_SEVEN_POINT, likewise. An entry further than ``radius`` pixels from its row's pixel along any axis (a wrap-around, for example the flat +1 diagonal crossing the end of
     an image row, or a periodic boundary) is not a local stencil entry: ValueError. With explicit
     ``offsets``, every non-zero entry must lie on one of them (ValueError otherwise).
 
     ``batch_shape`` B reads a block-diagonal matrix of ``prod(B)`` blocks of ``(H*W, H*W)`` over the
     row-major flattened batch (the layout :func:`to_scipy` writes) as a batched operator with diagonals
-    ``B + (K, H, W)``; an entry coupling two images raises ValueError.
+    ``B + (K, *grid)``; an entry coupling two images raises ValueError.
 
     ``like`` is an array whose namespace, dtype and device the result takes (default: NumPy with the
     matrix's dtype, which must then be floating: TypeError otherwise).
@@ -87,13 +93,13 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=No
     """
     import scipy.sparse as sp
 
-    H, W = (int(n) for n in grid_shape)
+    grid = check_grid_shape(grid_shape, ndim=(1, 2, 3))
     batch_shape = tuple(int(b) for b in batch_shape)
-    n, size = int(np.prod(batch_shape, dtype=np.int64)), H * W
+    n, size = int(np.prod(batch_shape, dtype=np.int64)), int(np.prod(grid, dtype=np.int64))
     coo = sp.coo_array(A)
     if coo.shape != (n * size, n * size):
         raise ValueError(
-            f"matrix of shape {coo.shape} does not fit the grid {(H, W)} and batch shape {batch_shape}: "
+            f"matrix of shape {coo.shape} does not fit the grid {grid} and batch shape {batch_shape}: "
             f"expected {(n * size, n * size)}"
         )
     if like is None and not np.issubdtype(coo.dtype, np.floating):
@@ -110,31 +116,34 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=No
             f"entry ({rows[e]}, {cols[e]}) couples image {int(image[e])} with image {int(image_c[e])}: a "
             f"batched SSD matrix is block-diagonal over the batch shape {batch_shape}"
         )
-    ri, rj = np.divmod(r, W)
-    ci, cj = np.divmod(c, W)
-    dy, dx = ci - ri, cj - rj
-    far = (np.abs(dy) > radius) | (np.abs(dx) > radius)
+    row_at = np.unravel_index(r, grid)
+    col_at = np.unravel_index(c, grid)
+    steps = [ca - ra for ra, ca in zip(row_at, col_at)]
+    far = np.zeros(r.shape, dtype=bool)
+    for step in steps:
+        far |= np.abs(step) > radius
     if np.any(far):
         e = int(np.flatnonzero(far)[0])
         raise ValueError(
-            f"entry ({rows[e]}, {cols[e]}) couples pixel {(int(ri[e]), int(rj[e]))} with pixel "
-            f"{(int(ci[e]), int(cj[e]))}, outside its local neighbourhood (radius {radius}): not an SSD "
-            "matrix on this grid (a wrap-around?)"
+            f"entry ({rows[e]}, {cols[e]}) couples pixel {tuple(int(a[e]) for a in row_at)} with pixel "
+            f"{tuple(int(a[e]) for a in col_at)}, outside its local neighbourhood (radius {radius}): not an "
+            "SSD matrix on this grid (a wrap-around?)"
         )
-    found = set(zip(dy.tolist(), dx.tolist()))
+    entry_offsets = list(zip(*(step.tolist() for step in steps)))
+    found = set(entry_offsets)
     if offsets is None:
-        offsets = _infer_offsets(found)
+        offsets = _infer_offsets(found, len(grid))
     else:
-        offsets = tuple((int(a), int(b)) for a, b in offsets)
+        offsets = tuple(tuple(int(a) for a in o) for o in offsets)
         missing = found - set(offsets)
         if missing:
             raise ValueError(f"matrix has entries on offsets {sorted(missing)} not among {offsets}")
     index = {o: k for k, o in enumerate(offsets)}
-    k = np.array([index[o] for o in zip(dy.tolist(), dx.tolist())], dtype=np.intp)
-    d = np.zeros((n, len(offsets), H, W), dtype=coo.dtype if like is None else np.float64)
-    d[image, k, ri, rj] = v
-    d = d.reshape(batch_shape + (len(offsets), H, W))
+    k = np.array([index[o] for o in entry_offsets], dtype=np.intp)
+    d = np.zeros((n, len(offsets)) + grid, dtype=coo.dtype if like is None else np.float64)
+    d[(image, k) + tuple(row_at)] = v
+    d = d.reshape(batch_shape + (len(offsets),) + grid)
     if like is None:
         return SSD(d, offsets)
     xp, dtype, dev = like_namespace(like)
-    return SSD(xp.asarray(d, dtype=dtype, device=dev), offsets)
+    return SSD(chunked_like(xp.asarray(d, dtype=dtype, device=dev), like, len(grid)), offsets)

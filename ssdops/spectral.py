@@ -1,4 +1,5 @@
-r"""Exact functions of the constant-coefficient 5-point Laplacian, by fast sine/cosine transforms.
+r"""Exact functions of the constant-coefficient star Laplacian (3-, 5-, 7-point), by fast sine/cosine
+transforms.
 
 The Neumann Laplacian on :math:`n` points is the periodic Laplacian on the even extension
 :math:`(u_0..u_{n-1}, u_{n-1}..u_0)` of length :math:`2n` (a DCT-II in disguise); the Dirichlet one is the
@@ -6,17 +7,18 @@ periodic Laplacian on the odd extension :math:`(0, u_0..u_{n-1}, 0, -u_{n-1}..-u
 :math:`2n + 2` (a DST-I). Both extensions are invariant under the periodic operator, so any function
 :math:`f(L)` is applied exactly by an FFT of the extension, a multiplication by
 :math:`f(\lambda_{k} + \lambda_{l})` with :math:`\lambda_k = -4\sin^2(\pi k / M)`, an inverse FFT and a
-crop. Written against the array API FFT extension: it runs where the image lives (no host round-trip).
+crop; on a d-dimensional grid the same along every axis, the eigenvalues summed over the axes. Written
+against the array API FFT extension: it runs where the image lives (no host round-trip).
 """
 from __future__ import annotations
 
 import math
 
-from array_api_compat import device
+from array_api_compat import device, is_dask_array
 
 from ._array import namespace
-from ._kernels import zeros
-from ._validate import check_bc, half_precision
+from ._kernels import along, zeros
+from ._validate import check_bc, check_ndim, half_precision
 
 __all__ = ["apply_laplacian_function", "laplacian_eigenvalue_range"]
 
@@ -33,7 +35,7 @@ def _extend(xp, u, axis, bc):
 
 def _crop(u, n, axis, bc):
     start = 0 if bc == "neumann" else 1
-    return u[..., start : start + n, :] if axis == -2 else u[..., start : start + n]
+    return u[along(axis, slice(start, start + n))]
 
 
 def _eigenvalues(xp, M, count, like):
@@ -52,8 +54,8 @@ def _genuine_modes(xp, n, count, bc, like):
 
 
 def laplacian_eigenvalue_range(grid_shape, bc):
-    r"""``(lowest, highest)`` eigenvalue of the 5-point Laplacian on ``grid_shape`` with boundary ``bc``, in
-    closed form: the sum over the two axes of :math:`-4\sin^2(\pi k / 2n)`, :math:`k = 0..n-1` (Neumann) or
+    r"""``(lowest, highest)`` eigenvalue of the star Laplacian on ``grid_shape`` with boundary ``bc``, in
+    closed form: the sum over the axes of :math:`-4\sin^2(\pi k / 2n)`, :math:`k = 0..n-1` (Neumann) or
     :math:`-4\sin^2(\pi k / (2n + 2))`, :math:`k = 1..n` (Dirichlet)."""
     lowest = highest = 0.0
     for n in grid_shape:
@@ -66,27 +68,47 @@ def laplacian_eigenvalue_range(grid_shape, bc):
     return lowest, highest
 
 
-def apply_laplacian_function(u, f, *, bc="neumann"):
-    r""":math:`f(L)\,u` for the 5-point Laplacian :math:`L` with boundary ``bc``, exactly.
+def apply_laplacian_function(u, f, *, bc="neumann", ndim=2):
+    r""":math:`f(L)\,u` for the star Laplacian :math:`L` on the last ``ndim`` axes with boundary ``bc``, exactly.
 
-    ``f`` maps an array of eigenvalues of :math:`L` (real, in :math:`[-8, 0]`) to an array of the same
+    ``f`` maps an array of eigenvalues of :math:`L` (real, in :math:`[-4 d, 0]`) to an array of the same
     shape, written with array-API operations (e.g. ``lambda lam: xp.exp(T * lam)``). The result has ``u``'s
     dtype; float16 and bfloat16 images are transformed in float32 (no framework has half-precision FFTs
     everywhere, and their rounding would swamp the result) and rounded back once.
+
+    A dask image must hold its grid in one chunk (ValueError otherwise: rechunk it, or use an iterative
+    method): an FFT needs the whole axis.
     """
     check_bc(bc)
-
+    ndim = check_ndim(ndim)
     xp = namespace(u)
+    axes = tuple(range(-ndim, 0))
+    if is_dask_array(u) and any(len(c) > 1 for c in u.chunks[-ndim:]):
+        raise ValueError(
+            f"exact (spectral) solves need the whole grid in one dask chunk, got chunks {u.chunks[-ndim:]}: "
+            "rechunk the image (u.rechunk({-2: -1, -1: -1})) or use method=\"cg\" (implicit_step) / "
+            "method=\"implicit\" (heat)"
+        )
     work = xp.astype(u, xp.float32) if half_precision(xp, u.dtype) else u
-    H, W = work.shape[-2:]
-    ext = _extend(xp, _extend(xp, work, -2, bc), -1, bc)
-    My, Mx = ext.shape[-2:]
-    spectrum = xp.fft.rfftn(ext, axes=(-2, -1))
-    lam_y = _eigenvalues(xp, My, My, work)
-    lam_x = _eigenvalues(xp, Mx, Mx // 2 + 1, work)
-    genuine = _genuine_modes(xp, H, My, bc, work)[:, None] & _genuine_modes(xp, W, Mx // 2 + 1, bc, work)[None, :]
-    factor = xp.where(genuine, f(lam_y[:, None] + lam_x[None, :]), xp.zeros((), dtype=work.dtype, device=device(work)))
+    grid = tuple(work.shape[-ndim:])
+    ext = work
+    for axis in axes:
+        ext = _extend(xp, ext, axis, bc)
+    if is_dask_array(ext):
+        ext = ext.rechunk({a % ext.ndim: -1 for a in axes})  # the extensions concatenate chunks
+    sizes = tuple(ext.shape[-ndim:])
+    spectrum = xp.fft.rfftn(ext, axes=axes)
+    lam = genuine = None
+    for i, (n, M) in enumerate(zip(grid, sizes)):
+        count = M if i < ndim - 1 else M // 2 + 1  # rfftn halves the last axis
+        shape = tuple(count if j == i else 1 for j in range(ndim))
+        lam_i = xp.reshape(_eigenvalues(xp, M, count, work), shape)
+        genuine_i = xp.reshape(_genuine_modes(xp, n, count, bc, work), shape)
+        lam = lam_i if lam is None else lam + lam_i
+        genuine = genuine_i if genuine is None else genuine & genuine_i
+    factor = xp.where(genuine, f(lam), xp.zeros((), dtype=work.dtype, device=device(work)))
     spectrum = spectrum * xp.astype(factor, spectrum.dtype)
-    out = xp.fft.irfftn(spectrum, s=(My, Mx), axes=(-2, -1))
-    out = _crop(_crop(out, H, -2, bc), W, -1, bc)
+    out = xp.fft.irfftn(spectrum, s=sizes, axes=axes)
+    for axis, n in zip(axes, grid):
+        out = _crop(out, n, axis, bc)
     return xp.astype(out, u.dtype) if out.dtype != u.dtype else out

@@ -17,11 +17,12 @@ import dataclasses
 import numbers
 import sys
 
-from array_api_compat import device
+import numpy as np
+from array_api_compat import device, is_cupy_array, is_dask_array, is_jax_array, is_torch_array
 
 from . import backends
-from ._array import like_namespace, namespace
-from ._validate import check_grid
+from ._array import chunked_like, like_namespace, namespace
+from ._validate import check_grid, check_grid_shape
 from ._kernels import apply_generic, apply_transpose_generic, component, transpose_diagonals
 from .stencils import FIVE_POINT, centre
 
@@ -30,20 +31,58 @@ __all__ = ["SSD", "Tags", "identity"]
 
 @dataclasses.dataclass(frozen=True)
 class Tags:
-    """Structure an operator is known to have, set at construction and carried through ``+``, ``-``,
-    ``*`` and ``.T``; it drives :func:`ssdops.select_method` without inspecting values.
+    r"""Structure an operator is known to have, carried through the operator algebra (frozen).
 
-    Attributes
+    Set at construction and carried through ``+``, ``-``, ``*`` and ``.T``; it drives
+    :func:`ssdops.select_method` without inspecting values.
+
+    Parameters
     ----------
-    symmetric : bool or None
+    symmetric : bool or None, default None
         ``True``: the matrix is symmetric; ``False``: known not to be; ``None``: unknown.
-    laplacian : (str, float) or None
+    laplacian : tuple of (str, float) or None, default None
         ``(bc, c)`` when the operator is ``c * laplacian(grid, bc=bc)`` (diagonalised by a DCT or DST,
         see :func:`ssdops.implicit_step`'s ``"spectral"`` method).
 
+    Raises
+    ------
+    dataclasses.FrozenInstanceError
+        On assigning to a field: tags are immutable (build new ones, or pass ``tags=`` to :class:`SSD`).
+
+    See Also
+    --------
+    SSD : The operator that carries the tags (``op.tags``).
+    select_method : The solver chosen from the tags.
+    laplacian : The constructor that sets ``laplacian=(bc, 1.0)``.
+
+    Notes
+    -----
+    The constructors set the tags (``divergence_form``, ``perona_malik_operator``, ``identity``:
+    symmetric; ``laplacian``: symmetric with ``laplacian=(bc, 1.0)``); the algebra combines them without
+    reading values:
+
+    .. math::
+
+       \operatorname{tags}(A + B) &= \bigl(\mathrm{sym}_A \wedge \mathrm{sym}_B,\;
+       (bc, c_A + c_B)\bigr) \quad \text{(Laplacian part only for one } bc\text{)}, \\
+       \operatorname{tags}(s A) &= \bigl(\mathrm{sym}_A,\; (bc, s\,c_A)\bigr)
+       \quad \text{(Laplacian part only for a Python number } s\text{)},
+
+    and :math:`A^\top` keeps the tags of :math:`A`. A sum with an operator of unknown symmetry is of unknown
+    symmetry (``None``), never ``False``.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step the tags select a solver for).
+
+    Examples
+    --------
     >>> import ssdops
     >>> (2.0 * ssdops.laplacian((4, 4), bc="dirichlet")).tags
     Tags(symmetric=True, laplacian=('dirichlet', 2.0))
+    >>> ssdops.SSD(ssdops.identity((2, 2)).diagonals, ((0, 0),)).tags
+    Tags(symmetric=None, laplacian=None)
     """
 
     symmetric: bool | None = None
@@ -63,24 +102,68 @@ class Tags:
 
 
 class SSD:
-    """Sparse sub-diagonal operator acting on images ``(..., *grid)`` of a d-dimensional grid (d = 1, 2, 3).
+    r"""Sparse sub-diagonal operator acting on images ``(..., *grid)`` of a d-dimensional grid (d = 1, 2, 3).
 
     The grid dimension d is the length of the offsets: ``(dx,)`` on signals, ``(dy, dx)`` on images,
-    ``(dz, dy, dx)`` on volumes.
+    ``(dz, dy, dx)`` on volumes. ``op @ u`` (:meth:`matvec`), ``op.T``, ``op + op2``, ``op - op2``,
+    ``c * op`` (``c`` a Python number or a 0-d array) and batch indexing ``op[i]`` are defined; the
+    diagonals keep their library, dtype and device.
 
     Parameters
     ----------
     diagonals : array, shape ``(..., K, *grid)``
         ``diagonals[..., k, p]`` multiplies ``u[..., p + o_k]`` in row ``p`` (2-D: ``diagonals[..., k, i, j]``
-        multiplies ``u[..., i + dy_k, j + dx_k]``).
+        multiplies ``u[..., i + dy_k, j + dx_k]``). Leading axes are batch axes: one operator per image.
     offsets : sequence of K d-tuples, default :data:`ssdops.FIVE_POINT`
         Distinct offsets, any size (3-, 5-, 7-, 9-, 27-point, wider), all of one length d.
-    symmetric : bool or None
+    symmetric : bool or None, default None
         Shorthand for ``tags=Tags(symmetric=...)``: ``True`` when the caller knows the matrix is symmetric
         (constructors such as :func:`ssdops.divergence_form` set it). It lets :func:`ssdops.implicit_step`
         pick conjugate gradients without inspecting values. ``None`` means unknown.
     tags : Tags, optional
         The structure tags (see :class:`Tags`); exclusive with ``symmetric``.
+
+    Raises
+    ------
+    TypeError
+        If both ``symmetric`` and ``tags`` are given, if ``tags`` is not a :class:`Tags`, or if
+        ``diagonals`` is not a real floating-point array of an array-API library. Later, ``c * op`` with a
+        ``c`` that is neither a number nor a 0-d array, and a batch index that is not an integer or slice.
+    ValueError
+        If ``offsets`` is empty, not all d-tuples of one length d in (1, 2, 3), or not distinct; if
+        ``diagonals`` does not have shape ``(..., K, *grid)``; if a grid axis has length 0. Later,
+        ``op @ u`` with an image whose last d axes are not the grid, and ``op + op2`` on different grids.
+    IndexError
+        For ``op[...]`` with more indices than batch axes, or an integer out of range.
+
+    See Also
+    --------
+    Tags : The structure carried by the operator.
+    divergence_form : The diffusion operator :math:`\nabla\cdot(\gamma\nabla u)` as an SSD.
+    ssd_from_filters : DiffNet's learned operator as an SSD.
+    to_scipy : The same matrix as a scipy.sparse matrix.
+
+    Notes
+    -----
+    On a grid of N points (pixel :math:`p` is row :math:`p` of the matrix, row-major) with offsets
+    :math:`o_1, \dots, o_K`, the operator is the :math:`N \times N` matrix
+
+    .. math::
+
+       (A u)_p = \sum_{k=1}^{K} d_k(p)\, u_{p + o_k}, \qquad
+       (A^\top u)_q = \sum_{k=1}^{K} d_k(q - o_k)\, u_{q - o_k},
+
+    where terms whose neighbour lies outside the grid are left out: the entries at such pixels are
+    ignored (the canonical form, produced by ``.T`` and every constructor, holds zeros there). In 2-D
+    with the 5-point stencil this is the paper's Definition 2.7: non-zeros only on the sub-diagonals
+    :math:`0, \pm 1, \pm W` of the local neighbourhood. The diagonals broadcast against the image's
+    batch axes. ``op.T`` of an operator tagged symmetric is the operator itself.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, Definition 2.7 (SSD matrix) and section 4.3.1 (filters as images
+           multiplied pointwise with shifted copies).
 
     Examples
     --------
@@ -89,6 +172,11 @@ class SSD:
     >>> op = ssdops.SSD(d)
     >>> (op @ np.ones((3, 4)))[0, 0]
     np.float64(2.0)
+    >>> (op + 0.5 * op).diagonal((0, 0))[0]
+    array([3., 3., 3., 3.])
+    >>> ops = ssdops.divergence_form(np.ones((4, 3, 4)))   # a batch of 4 operators
+    >>> ops.batch_shape, ops[0].batch_shape, ops.T.offsets == ops.offsets
+    ((4,), (), True)
     """
 
     __slots__ = ("_diagonals", "_offsets", "_tags", "_xp")
@@ -186,21 +274,47 @@ class SSD:
         return xp
 
     # --- application ----------------------------------------------------------------------------
-    def matvec(self, u):
-        r"""``(A u)[..., i, j] = sum_k d_k[..., i, j] u[..., i + dy_k, j + dx_k]`` (zero outside)."""
-        return self._apply("ssd_apply", apply_generic, u)
+    def matvec(self, u, *, out=None):
+        r"""``(A u)[..., p] = sum_k d_k[..., p] u[..., p + o_k]`` (zero outside the grid).
 
-    def rmatvec(self, u):
-        r"""``A^T u``: ``sum_k shift(d_k u, -o_k)``, without forming the transposed diagonals."""
-        return self._apply("ssd_apply_transpose", apply_transpose_generic, u)
+        ``out``: an array of the result's shape and dtype, of ``u``'s library, sharing no memory with ``u``
+        or the diagonals, that receives the result (returned), so that a loop allocates nothing (NumPy,
+        PyTorch without autograd recording, CuPy; TypeError for JAX and dask, whose arrays are immutable
+        or lazy, and for PyTorch while autograd records).
+        """
+        return self._apply("ssd_apply", apply_generic, u, out)
 
-    def _apply(self, name, generic, u):
+    def rmatvec(self, u, *, out=None):
+        r"""``A^T u``: ``sum_k shift(d_k u, -o_k)``, without forming the transposed diagonals (``out`` as in
+        :meth:`matvec`)."""
+        return self._apply("ssd_apply_transpose", apply_transpose_generic, u, out)
+
+    def _apply(self, name, generic, u, out=None):
         """The backend's kernel ``name`` for ``u``'s namespace where one is registered, else ``generic``."""
         xp = self._check_image(u)
+        if out is not None:
+            self._check_out(xp, u, out)
         fast = backends.lookup(name, xp, self.ndim)
         if fast is not None:
-            return fast(diagonals=self.diagonals, offsets=self.offsets, u=u)
-        return generic(xp, self.diagonals, self.offsets, u)
+            result = fast(diagonals=self.diagonals, offsets=self.offsets, u=u, out=out)
+            return result if out is None else out
+        result = generic(xp, self.diagonals, self.offsets, u)
+        if out is None:
+            return result
+        if is_jax_array(out) or is_dask_array(out):
+            raise TypeError(f"out= is not supported for {type(out).__module__.split('.')[0]} arrays (immutable "
+                            "or lazy): use the returned array")
+        out[...] = result
+        return out
+
+    def _check_out(self, xp, u, out):
+        namespace(u, out)
+        shape = np.broadcast_shapes(self.batch_shape, tuple(u.shape[:-self.ndim])) + self.grid_shape
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out has shape {tuple(out.shape)}, the result has shape {shape}")
+        if _shares_memory(out, u) or _shares_memory(out, self.diagonals):
+            raise ValueError("out shares memory with the image or the diagonals: the product would read what "
+                             "it overwrites")
 
     def __matmul__(self, u):
         if isinstance(u, SSD):
@@ -342,14 +456,66 @@ def _unflatten(children, static):
 
 
 def identity(grid_shape, *, like=None):
-    """The identity on ``grid_shape`` (1, 2 or 3 axes) as an SSD with the single offset at the centre.
+    r"""The identity on ``grid_shape`` (1, 2 or 3 axes) as an SSD with the single offset at the centre.
 
-    ``like`` is an array whose namespace, dtype and device the result takes (default NumPy float64).
+    Parameters
+    ----------
+    grid_shape : sequence of int
+        The grid, 1, 2 or 3 integers >= 1; the grid dimension is ``len(grid_shape)``.
+    like : array, optional
+        An array whose namespace, dtype and device the result takes (default NumPy float64).
 
+    Returns
+    -------
+    SSD
+        The identity, diagonals ``(1, *grid_shape)`` of ones, offsets ``((0,) * d,)``, tagged symmetric.
+
+    Raises
+    ------
+    TypeError
+        If ``grid_shape`` is not a sequence of integers, or ``like`` is not a real floating-point array.
+    ValueError
+        If ``grid_shape`` does not have 1, 2 or 3 entries, or one of them is below 1.
+
+    See Also
+    --------
+    SSD : The operator class.
+    laplacian : The other constant-coefficient operator on a grid.
+
+    Notes
+    -----
+    The matrix :math:`I_N`, :math:`N = \prod_i n_i`: one diagonal :math:`d_0 \equiv 1` at offset
+    :math:`0`. ``identity(grid) - dt * A`` is the matrix :math:`I - \Delta t\,A` of the implicit step
+    (paper eq. 2.11), for solvers outside ssdops (:func:`aslinearoperator`).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (2.11).
+
+    Examples
+    --------
     >>> import ssdops
     >>> ssdops.identity((2, 3)).offsets, ssdops.identity((2, 3, 4)).offsets
     (((0, 0),), ((0, 0, 0),))
+    >>> ssdops.to_scipy(ssdops.identity((2,))).toarray()
+    array([[1., 0.],
+           [0., 1.]])
     """
     xp, dtype, dev = like_namespace(like)
-    grid = tuple(int(n) for n in grid_shape)
-    return SSD(xp.ones((1, *grid), dtype=dtype, device=dev), (centre(len(grid)),), symmetric=True)
+    grid = check_grid_shape(grid_shape, ndim=(1, 2, 3))
+    diagonals = chunked_like(xp.ones((1, *grid), dtype=dtype, device=dev), like, len(grid))
+    return SSD(diagonals, (centre(len(grid)),), symmetric=True)
+
+
+def _shares_memory(a, b):
+    """Whether NumPy / PyTorch / CuPy arrays ``a`` and ``b`` may overlap in memory (False for others)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.may_share_memory(a, b)
+    if is_torch_array(a) and is_torch_array(b):
+        return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+    if is_cupy_array(a) and is_cupy_array(b):
+        import cupy
+
+        return cupy.may_share_memory(a, b)
+    return False

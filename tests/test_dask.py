@@ -159,12 +159,10 @@ def test_host_read_of_a_dask_array_computes():
         ssdops.perona_malik(da.from_array(u, chunks=5), steps=1, dt=0.1, lam=0.2)
 
 
-# slow (minutes) until the solvers persist their state each iteration: without it every iteration's
-# host read recomputes all iterations before it (see the report of #14 for the core change).
-@pytest.mark.slow
 @pytest.mark.parametrize("method", ["cg", "bicgstab"])
 def test_implicit_step_krylov_on_dask(method):
-    """The Krylov loops run on dask arrays (dask reductions; one host read per iteration)."""
+    """The Krylov loops run on dask arrays (dask reductions; one host read per iteration, the state
+    persisted each iteration so that a read does not recompute the earlier iterations)."""
     gamma, u = RNG.random((8, 8)) + 0.5, RNG.random((8, 8))
     op = ssdops.divergence_form(gamma, bc="dirichlet")
     op_dask = ssdops.SSD(da.from_array(op.diagonals, chunks=(5, 4, 4)), op.offsets, tags=op.tags)

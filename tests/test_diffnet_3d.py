@@ -403,6 +403,10 @@ def test_cli_train_resume_evaluate_3d(tmp_path, capsys, framework):
     assert main(["evaluate", str(full), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["n"] == 3 and result["mean_psnr"] == pytest.approx(summary["best_test_psnr"], rel=1e-4)
+    if framework == "torch":   # figures of a 3-D run: the central slices, seven zeta maps
+        assert main(["figures", str(full)]) == 0
+        for name in ("results.png", "fft.png", "zeta.png", "smoothing.png"):
+            assert (full / "figures" / name).stat().st_size > 1000
 
 
 def test_cli_3d_linear_model_and_figures(tmp_path):
@@ -436,7 +440,7 @@ def test_impossible_3d_combinations_exit_2_and_write_nothing(tmp_path, capsys, f
     assert message in err and "Traceback" not in err and not out.exists()
 
 
-def test_resume_refuses_another_ndim(tmp_path, capsys):
+def test_resume_checks_ndim_against_the_run(tmp_path, capsys):
     from diffnet_jax.cli import main
 
     out = tmp_path / "run"
@@ -445,3 +449,6 @@ def test_resume_refuses_another_ndim(tmp_path, capsys):
         main(["train", "--out", str(out), "--resume", "--ndim", "2", "--data", "disks", "--quiet"])
     assert exit_info.value.code == 2
     assert "--ndim 2 (the run has 3)" in capsys.readouterr().err
+    # the run's own dimension, given alone, completes the stored settings (not the default 2-D data set)
+    assert main(["train", "--out", str(out), "--resume", "--ndim", "3", "--epochs", "2", "--quiet"]) == 0
+    assert runs.read_summary(out)["epochs"] == 2

@@ -7,7 +7,6 @@ minutes). The ``slow`` tests run the default inductor backend.
 """
 import warnings
 
-import numpy as np
 import pytest
 
 import ssdops
@@ -111,6 +110,23 @@ def test_diffnet_forward_has_no_graph_break():
     assert _graph_breaks(model, torch.rand(2, 1, *GRID)) == (0, [])
 
 
+def _check_diffnet_training_step(backend, dynamic):
+    torch.manual_seed(0)
+    model = diffnet_torch.DiffNet(n_layers=2, depth=2, width=4)
+    images, targets = torch.rand(4, 1, 12, 12), torch.rand(4, 1, 12, 12)
+    compiled = torch.compile(model, fullgraph=True, dynamic=dynamic, backend=backend)
+    loss, grads = _diffnet_step(compiled, images, targets)
+    want_loss, want_grads = _diffnet_step(model, images, targets)
+    torch.testing.assert_close(loss, want_loss)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_diffnet_forward_and_backward_compile():
+    """The graphs Dynamo and AOT autograd produce for a DiffNet training step, dynamic shapes on."""
+    _check_diffnet_training_step("aot_eager", dynamic=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["op @ u", "filter_step", "perona_malik_step", "implicit_step spectral"])
 def test_inductor_values(name):
@@ -121,13 +137,13 @@ def test_inductor_values(name):
 
 
 @pytest.mark.slow
-def test_diffnet_forward_and_backward_compile_with_inductor():
-    torch.manual_seed(0)
-    model = diffnet_torch.DiffNet(n_layers=2, depth=2, width=4)
-    images, targets = torch.rand(4, 1, 12, 12), torch.rand(4, 1, 12, 12)
-    compiled = torch.compile(model, fullgraph=True, dynamic=True)
-    loss, grads = _diffnet_step(compiled, images, targets)
-    want_loss, want_grads = _diffnet_step(model, images, targets)
-    torch.testing.assert_close(loss, want_loss)
-    for g, w in zip(grads, want_grads):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+@pytest.mark.parametrize("dynamic", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(
+        strict=True, raises=torch._inductor.exc.InductorError,
+        reason="torch 2.13 inductor: the backward of two chained DiffNet layers with dynamic shapes fails "
+               "in get_stride_order ('cannot determine truth value of Relational: 1 < s64'); one layer, "
+               "the forward alone, and aot_eager work")),
+])
+def test_diffnet_forward_and_backward_compile_with_inductor(dynamic):
+    _check_diffnet_training_step("inductor", dynamic)

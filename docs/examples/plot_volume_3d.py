@@ -37,7 +37,7 @@ pm = dict(steps=20, dt=0.1, lam=0.3, bc="neumann")
 smoothed_3d = ssdops.perona_malik(noisy, ndim=3, **pm)
 smoothed_2d = ssdops.perona_malik(noisy, ndim=2, **pm)       # a batch of 40 independent slices
 for name, result in (("noisy", noisy), ("3-D", smoothed_3d), ("slice by slice", smoothed_2d)):
-    print(f"{name:>15}: {ssdops.psnr(result, volume):.2f} dB")
+    print(f"{name:>15}: {ssdops.psnr(result, volume, ndim=3):.2f} dB")
 
 # %%
 # The heat equation in 3-D: exact (a 3-D DCT) against 8 implicit steps.
@@ -58,5 +58,5 @@ for j, (name, data) in enumerate(rows.items()):
         axes[i, j].set_yticks([])
         if j == 0:
             axes[i, j].set_ylabel(label)
-    axes[0, j].set_title(name if data is volume else f"{name}\n{ssdops.psnr(data, volume):.2f} dB", fontsize=9)
+    axes[0, j].set_title(name if data is volume else f"{name}\n{ssdops.psnr(data, volume, ndim=3):.2f} dB", fontsize=9)
 plt.show()

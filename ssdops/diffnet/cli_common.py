@@ -113,7 +113,11 @@ def train_command(parser, args, trainer_class, *, main=True, show=True):
                 if f.metadata["flag"] and hasattr(args, f.name)}
     given = tuple(settings)
     try:
-        config = RunConfig(**settings, out=args.out, progress=not args.quiet)
+        # on --resume the flags given complete the stored run's settings, not the defaults: `--resume --ndim 3`
+        # names a 3-D run's own dimension and must not meet the default 2-D data set
+        has_run = os.path.isfile(os.path.join(args.out, "config.json"))
+        stored = runs.read_config(args.out) if args.resume and has_run else {}
+        config = RunConfig.from_dict({**stored, **settings, "out": args.out, "progress": not args.quiet})
         config = loop.prepare(config, trainer_class, resume=args.resume, overwrite=args.overwrite, given=given,
                               main=main)
     except (ValueError, OSError) as err:    # not a syntax error: one line, without the usage

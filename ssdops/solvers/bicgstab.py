@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 
-from .common import SolveInfo, all_true, inner, safe_divide
+from .common import SolveInfo, all_true, inner, safe_divide, settle
 
 
 def bicgstab(xp, matvec, b, x0, *, tol, maxiter, host_reads=True):
@@ -21,6 +21,7 @@ def bicgstab(xp, matvec, b, x0, *, tol, maxiter, host_reads=True):
     p = xp.zeros_like(r)
     threshold = (tol * tol) * inner(xp, b, b)
     for it in itertools.count():
+        x, r, p, v, rho, alpha, omega = settle(xp, x, r, p, v, rho, alpha, omega)
         active = inner(xp, r, r) > threshold
         done = all_true(xp, ~active) if host_reads else None
         if done or it == maxiter:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 
-from .common import SolveInfo, all_true, inner, safe_divide
+from .common import SolveInfo, all_true, inner, safe_divide, settle
 
 
 def cg(xp, matvec, b, x0, *, tol, maxiter, host_reads=True):
@@ -19,6 +19,7 @@ def cg(xp, matvec, b, x0, *, tol, maxiter, host_reads=True):
     rr = inner(xp, r, r)
     threshold = (tol * tol) * inner(xp, b, b)
     for it in itertools.count():
+        x, r, p, rr = settle(xp, x, r, p, rr)
         active = rr > threshold
         done = all_true(xp, ~active) if host_reads else None
         if done or it == maxiter:
