@@ -44,12 +44,56 @@ def _param_dtype(module):
 
 
 class Conv(eqx.Module):
-    """A d-D convolution, kernel 3 (or k) along each axis, stride 1, 'SAME' zero padding, with bias:
-    ``torch.nn.Conv1d`` / ``Conv2d`` / ``Conv3d`` semantics for ``ndim`` 1 / 2 / 3.
+    r"""A d-D convolution with bias, kernel k along each axis, stride 1, 'SAME' zero padding.
 
+    ``torch.nn.Conv1d`` / ``Conv2d`` / ``Conv3d`` semantics for ``ndim`` 1 / 2 / 3 (a cross-correlation).
     ``weight`` is ``(out, in, k, ..., k)`` (OIHW in 2-D, OIDHW in 3-D), ``bias`` is ``(out,)``; input and
-    output are ``(N, C, *grid)``. The initialisation is PyTorch's default: both drawn from
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), ``fan_in = in * k ** ndim``.
+    output are ``(N, C, *grid)``.
+
+    Parameters
+    ----------
+    in_channels : int
+        The input channels.
+    out_channels : int
+        The output channels.
+    kernel_size : int, default 3
+        The kernel length k along each axis (odd).
+    ndim : {1, 2, 3}, default 2
+        The grid dimension d.
+    key : jax.Array
+        The PRNG key of the initialisation (keyword only, required).
+
+    Raises
+    ------
+    ValueError
+        If ``ndim`` is not 1, 2 or 3.
+    TypeError
+        If ``key`` is not given.
+
+    See Also
+    --------
+    FilterEstimator : A stack of these convolutions.
+
+    Notes
+    -----
+    .. math:: y_{o}[p] = b_o + \sum_{i} \sum_{|q|_\infty \le k // 2} w_{o,i}[q]\, x_i[p + q],
+
+    with :math:`x_i` zero outside the grid. The initialisation is PyTorch's default: weight and bias drawn
+    from :math:`U(-1/\sqrt{f}, 1/\sqrt{f})`, :math:`f = \mathrm{in} \cdot k^d`.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4 (the 3x3 convolutions of :math:`\mathrm{CNN}_k`).
+    .. [2] P. Kidger and C. Garcia, "Equinox: neural networks in JAX via callable PyTrees and filtered
+           transformations", Differentiable Programming workshop at NeurIPS 2021, arXiv:2111.00254.
+
+    Examples
+    --------
+    >>> import jax, diffnet_jax
+    >>> conv = diffnet_jax.Conv(1, 4, key=jax.random.PRNGKey(0))
+    >>> conv.weight.shape, conv(jax.numpy.ones((2, 1, 8, 8))).shape
+    ((4, 1, 3, 3), (2, 4, 8, 8))
     """
 
     weight: jax.Array
@@ -80,11 +124,51 @@ class Conv(eqx.Module):
 
 
 class FilterEstimator(eqx.Module):
-    """CNN_k of the paper: ``depth - 1`` conv 3x...x3 + ReLU layers (1 -> width, width -> width), then a conv
-    3x...x3 to the ``2 ndim + 1`` filters zeta, no activation; in 2-D the paper's five in its order (up,
-    left, down, right, centre), in 3-D seven in ``ssdops.SEVEN_POINT`` order.
+    r"""The paper's :math:`\mathrm{CNN}_k`: an image ``(N, 1, *grid)`` to ``2 ndim + 1`` filter maps.
 
-    ``(N, 1, *grid) -> (N, 2 ndim + 1, *grid)``.
+    ``depth - 1`` conv 3x...x3 + ReLU layers (1 -> width, width -> width), then a conv 3x...x3 to the
+    ``2 ndim + 1`` filters zeta, no activation; ``(N, 1, *grid) -> (N, 2 ndim + 1, *grid)``.
+
+    Parameters
+    ----------
+    depth : int, default 4
+        The number of convolutions K, >= 2.
+    width : int, default 32
+        The channels of the hidden convolutions.
+    ndim : {1, 2, 3}, default 2
+        The grid dimension d.
+    key : jax.Array
+        The PRNG key of the initialisation (keyword only, required).
+
+    Raises
+    ------
+    ValueError
+        If ``depth < 2`` or ``ndim`` is not 1, 2 or 3.
+    TypeError
+        If ``key`` is not given.
+
+    See Also
+    --------
+    DiffusionLayer : Uses the maps as the filters of one step.
+    diffnet_torch.FilterEstimator : The PyTorch twin.
+
+    Notes
+    -----
+    In 2-D the paper's five maps in its order (up, left, down, right, centre), in 3-D seven in
+    :data:`ssdops.SEVEN_POINT` order: :math:`\zeta^{(k)} = \mathrm{CNN}_k(F_{k-1})`, the filters of
+    :math:`W_{dt}(\zeta)` (eq. 4.7).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, Fig. 3 and eq. (4.7).
+
+    Examples
+    --------
+    >>> import jax, diffnet_jax
+    >>> estimator = diffnet_jax.FilterEstimator(key=jax.random.PRNGKey(0))
+    >>> estimator(jax.numpy.ones((2, 1, 8, 8))).shape
+    (2, 5, 8, 8)
     """
 
     convs: list
@@ -103,7 +187,55 @@ class FilterEstimator(eqx.Module):
 
 
 class DiffusionLayer(eqx.Module):
-    """One DiffNet layer: ``zeta = estimator(u)``, output ``u + W_dt(zeta) u`` (through ``ssdops.filter_step``)."""
+    r"""One DiffNet layer: ``zeta = estimator(u)``, output ``u + W_dt(zeta) u`` (through ``ssdops.filter_step``).
+
+    Input and output ``(N, 1, *grid)``; ``trace(u)`` returns ``{"input", "zeta", "dt", "output"}``. The time
+    step ``dt`` is a learnable 0-d array, initialised to 0.2.
+
+    Parameters
+    ----------
+    depth : int, default 4
+        The convolutions of the layer's :class:`FilterEstimator`.
+    width : int, default 32
+        Their hidden channels.
+    ndim : {1, 2, 3}, default 2
+        The grid dimension d.
+    key : jax.Array
+        The PRNG key of the initialisation (keyword only, required).
+
+    Raises
+    ------
+    ValueError
+        If ``depth < 2`` or ``ndim`` is not 1, 2 or 3.
+    TypeError
+        If ``key`` is not given.
+
+    See Also
+    --------
+    DiffNet : The network of these layers.
+    ssdops.filter_step : The update it computes.
+
+    Notes
+    -----
+    .. math:: F_k = F_{k-1} + W_{dt}(\zeta) F_{k-1}, \qquad \zeta = \mathrm{CNN}(F_{k-1}),
+
+    with :math:`W_{dt}(\zeta) = \Delta t\,[\zeta_1 \text{ up}; \zeta_2 \text{ left}, -\zeta_5, \zeta_4
+    \text{ right}; \zeta_3 \text{ down}]` in 2-D (eq. 4.7), zero outside the grid.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (4.7) and Fig. 2.
+
+    Examples
+    --------
+    >>> import jax, ssdops, diffnet_jax
+    >>> layer = diffnet_jax.DiffusionLayer(key=jax.random.PRNGKey(0))
+    >>> u = jax.random.uniform(jax.random.PRNGKey(1), (2, 1, 8, 8))
+    >>> expected = ssdops.filter_step(u[:, 0], layer.estimator(u), layer.dt)[:, None]
+    >>> bool(jax.numpy.allclose(layer(u), expected))
+    True
+    """
 
     estimator: FilterEstimator
     dt: jax.Array
@@ -150,12 +282,66 @@ class _DiffusionNetwork(eqx.Module):
 
 
 class DiffNet(_DiffusionNetwork):
-    """The paper's DiffNet (Fig. 2/3): ``n_layers`` diffusion layers on ``ndim``-D grids, then a ReLU when
-    ``final_relu``.
+    r"""The paper's DiffNet (Fig. 2/3): ``n_layers`` diffusion layers on ``ndim``-D grids, then a ReLU.
 
+    An Equinox module mirroring :class:`diffnet_torch.DiffNet`: the same constructor arguments, parameter
+    names and shapes, and weight files. Input and output ``(N, 1, *grid)``; inputs are cast to the
+    parameters' dtype (float32). ``trace(u)`` returns one dict per layer; ``config`` the constructor
+    arguments stored in weight files.
+
+    Parameters
+    ----------
+    n_layers : int, default 5
+        The number of :class:`DiffusionLayer` s.
+    depth : int, default 4
+        The convolutions K of each layer's estimator.
+    width : int, default 32
+        Their hidden channels.
+    final_relu : bool, default True
+        Apply a ReLU to the last layer's output.
+    ndim : {1, 2, 3}, default 2
+        The grid dimension d.
+    key : jax.Array
+        The PRNG key of the initialisation (keyword only, required).
+
+    Raises
+    ------
+    ValueError
+        If ``depth < 2`` or ``ndim`` is not 1, 2 or 3; on a call, for an input that is not
+        ``(N, 1, *grid)`` with ``ndim`` grid axes.
+    TypeError
+        If ``key`` is not given.
+
+    See Also
+    --------
+    LinearDiffusionNet : The linear diffusion network.
+    load_weights : Trained models, from either package.
+    diffnet_torch.DiffNet : The PyTorch twin.
+
+    Notes
+    -----
+    .. math::
+
+       F_0 = u, \qquad F_k = F_{k-1} + W_{dt_k}(\mathrm{CNN}_k(F_{k-1}))\,F_{k-1}, \qquad
+       \mathrm{DiffNet}(u) = \max(F_L, 0).
+
+    101,310 parameters with the paper's settings (5 layers, K = 4); 311,560 in 3-D.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4, Figs. 2 and 3, eq. (4.7).
+    .. [2] P. Kidger and C. Garcia, "Equinox: neural networks in JAX via callable PyTrees and filtered
+           transformations", Differentiable Programming workshop at NeurIPS 2021, arXiv:2111.00254.
+
+    Examples
+    --------
     >>> import jax, diffnet_jax
     >>> diffnet_jax.count_parameters(diffnet_jax.DiffNet(key=jax.random.PRNGKey(0)))
     101310
+    >>> net = diffnet_jax.DiffNet(n_layers=2, key=jax.random.PRNGKey(0))
+    >>> net(jax.numpy.ones((2, 1, 8, 8))).shape
+    (2, 1, 8, 8)
     """
 
     layers: list
@@ -188,10 +374,44 @@ class DiffNet(_DiffusionNetwork):
 
 
 class LinearDiffusionLayer(eqx.Module):
-    """One layer of the linear diffusion network (Fig. 1): explicit diagonals ``(2d + 1, *grid)`` and a step
-    dt (d = ``len(grid_shape)``).
+    r"""One layer of the linear diffusion network (Fig. 1): explicit diagonals and a step dt.
 
-    Output ``u + dt * SSD(diagonals) @ u``; initialised to the (2d + 1)-point Neumann Laplacian and dt = 0.2.
+    Output ``u + dt * SSD(diagonals) @ u`` for ``u`` of shape ``(N, 1, *grid)``; the diagonals
+    ``(2d + 1, *grid)`` (d = ``len(grid_shape)``) are initialised to the (2d + 1)-point Neumann Laplacian and
+    ``dt`` to 0.2.
+
+    Parameters
+    ----------
+    grid_shape : sequence of int
+        The grid, ``(H, W)`` or ``(D, H, W)`` (or ``(W,)``).
+
+    Raises
+    ------
+    ValueError
+        If ``grid_shape`` does not have 1, 2 or 3 axes, or an axis has length 0.
+
+    See Also
+    --------
+    LinearDiffusionNet : The network of these layers.
+    ssdops.explicit_step : The update it computes.
+
+    Notes
+    -----
+    .. math:: F_k = (I + L_{dt}(\gamma^{(k)}))\,F_{k-1}
+
+    with :math:`L_{dt}` of eq. (4.4), all 2d + 1 diagonals free parameters.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (4.4) and Fig. 1.
+
+    Examples
+    --------
+    >>> import ssdops, diffnet_jax
+    >>> layer = diffnet_jax.LinearDiffusionLayer((6, 7))
+    >>> layer.diagonals.shape, layer.offsets == ssdops.FIVE_POINT
+    ((5, 6, 7), True)
     """
 
     diagonals: jax.Array
@@ -215,10 +435,52 @@ class LinearDiffusionLayer(eqx.Module):
 
 
 class LinearDiffusionNet(_DiffusionNetwork):
-    """The paper's linear diffusion network on the grid ``grid_shape`` (``(H, W)`` or ``(D, H, W)``): per layer
-    learned diagonals (``(2d + 1) * prod(grid)`` parameters, 5 H W in 2-D) and dt.
+    r"""The paper's linear diffusion network on the grid ``grid_shape`` (``(H, W)`` or ``(D, H, W)``).
 
-    ``key`` is accepted for a uniform constructor signature; the initialisation is deterministic.
+    Per layer learned diagonals (``(2d + 1) * prod(grid)`` parameters, 5 H W in 2-D) and dt. Input and
+    output ``(N, 1, *grid_shape)``.
+
+    Parameters
+    ----------
+    grid_shape : sequence of int
+        The grid the network is built for.
+    n_layers : int, default 5
+        The number of :class:`LinearDiffusionLayer` s.
+    final_relu : bool, default False
+        Apply a ReLU to the output.
+    key : jax.Array, optional
+        Accepted for a uniform constructor signature; the initialisation is deterministic.
+
+    Raises
+    ------
+    ValueError
+        If ``grid_shape`` does not have 1, 2 or 3 axes or has a zero-length axis; on a call, for an input
+        that is not ``(N, 1, *grid_shape)``.
+
+    See Also
+    --------
+    DiffNet : The nonlinear network.
+    diffnet_torch.LinearDiffusionNet : The PyTorch twin.
+
+    Notes
+    -----
+    .. math:: F_k = (I + L_{dt_k}(\gamma^{(k)}))\,F_{k-1}, \quad k = 1, \dots, L,
+
+    with :math:`L_{dt}(\gamma)` of eq. (4.4).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, Fig. 1 and eq. (4.4).
+
+    Examples
+    --------
+    >>> import jax, diffnet_jax
+    >>> net = diffnet_jax.LinearDiffusionNet((6, 7), n_layers=2)
+    >>> diffnet_jax.count_parameters(net) == 2 * (5 * 6 * 7 + 1)
+    True
+    >>> net(jax.numpy.ones((3, 1, 6, 7))).shape
+    (3, 1, 6, 7)
     """
 
     layers: list
@@ -248,7 +510,44 @@ class LinearDiffusionNet(_DiffusionNetwork):
 
 
 def count_parameters(model):
-    """Number of scalar parameters (floating array leaves; also works on ``jax.eval_shape`` skeletons)."""
+    r"""Number of scalar parameters (floating array leaves; also works on ``jax.eval_shape`` skeletons).
+
+    Parameters
+    ----------
+    model : equinox.Module
+        A model, or any pytree.
+
+    Returns
+    -------
+    int
+        The total size of the floating-point array leaves (``jax.Array`` or ``jax.ShapeDtypeStruct``).
+
+    Raises
+    ------
+    None
+        Never for a pytree: a tree without floating array leaves counts 0.
+
+    See Also
+    --------
+    diffnet_torch.count_parameters : The same count for the PyTorch models.
+
+    Notes
+    -----
+    Per DiffNet layer, :math:`3^d (w + w^2 (K - 2) + w (2d + 1)) + w (K - 1) + (2d + 1) + 1`: the paper's
+    :math:`9(32 + 32 \cdot 5 + 32^2 (K-2)) + 32(K-1) + 5 + 1` in 2-D.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4 (101,310 parameters).
+
+    Examples
+    --------
+    >>> import jax, diffnet_jax
+    >>> skeleton = jax.eval_shape(lambda: diffnet_jax.DiffNet(ndim=3, key=jax.random.PRNGKey(0)))
+    >>> diffnet_jax.count_parameters(skeleton)
+    311560
+    """
     def is_param(x):
         return isinstance(x, (jax.Array, jax.ShapeDtypeStruct)) and jnp.issubdtype(x.dtype, jnp.inexact)
 
@@ -256,7 +555,52 @@ def count_parameters(model):
 
 
 def build_model(config, *, key=None):
-    """A model from its config dict (``{"model": "diffnet"|"linear", ...constructor kwargs}``)."""
+    r"""A model from its config dict (``{"model": "diffnet"|"linear", ...constructor kwargs}``).
+
+    Parameters
+    ----------
+    config : dict
+        ``"model"`` (default ``"diffnet"``) and the constructor's keyword arguments, as a model's ``config``
+        gives them (the ``config`` stored in weight files).
+    key : jax.Array, optional
+        The PRNG key of the initialisation (default ``jax.random.PRNGKey(0)``).
+
+    Returns
+    -------
+    equinox.Module
+        A new :class:`DiffNet` or :class:`LinearDiffusionNet`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``"model"`` (``"unet"`` included: the U-Net exists in PyTorch only), or invalid
+        constructor arguments.
+    TypeError
+        For a keyword the constructor does not take.
+    KeyError
+        For a linear network without ``"grid_shape"``.
+
+    See Also
+    --------
+    load_weights : Builds the model of a weight file and loads it.
+    diffnet_torch.build_model : The PyTorch twin.
+
+    Notes
+    -----
+    ``build_model(model.config)`` has the architecture of ``model``: for DiffNet the update
+    :math:`F_k = F_{k-1} + W_{dt_k}(\zeta^{(k)}) F_{k-1}` (eq. 4.7).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4.
+
+    Examples
+    --------
+    >>> import diffnet_jax
+    >>> type(diffnet_jax.build_model({"model": "linear", "grid_shape": [4, 4], "n_layers": 1})).__name__
+    'LinearDiffusionNet'
+    """
     config = dict(config)
     kind = config.pop("model", "diffnet")
     key = jax.random.PRNGKey(0) if key is None else key
@@ -296,15 +640,103 @@ def named_leaves(tree):
 
 
 def state_dict(model):
-    """``{name: NumPy float32 array}`` (host copies)."""
+    r"""The model's parameters as ``{name: NumPy float32 array}`` (host copies), named as in PyTorch.
+
+    Parameters
+    ----------
+    model : equinox.Module
+        A model (any pytree of arrays).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        The array leaves, named by their path in the module tree (``layers.{k}.dt``,
+        ``layers.{k}.estimator.convs.{j}.weight`` / ``.bias``, ``layers.{k}.diagonals``): the names of the
+        PyTorch twin's ``state_dict``.
+
+    Raises
+    ------
+    TypeError
+        For a pytree with a node key that is neither an attribute, a sequence index nor a dict key.
+
+    See Also
+    --------
+    load_state_dict : The way back.
+    save_weights : Writes these tensors to a file.
+
+    Notes
+    -----
+    A name joins the path's attribute names and list indices with dots, so a JAX model and its PyTorch twin
+    have the same names by construction: the parameters :math:`\theta` of eq. (4.7) (convolutions and
+    :math:`dt_k`) or of eq. (4.4) (diagonals).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7).
+
+    Examples
+    --------
+    >>> import jax, diffnet_jax
+    >>> tensors = diffnet_jax.state_dict(diffnet_jax.DiffNet(n_layers=1, key=jax.random.PRNGKey(0)))
+    >>> sorted(tensors)[:3], tensors["layers.0.dt"].dtype
+    (['layers.0.dt', 'layers.0.estimator.convs.0.bias', 'layers.0.estimator.convs.0.weight'], dtype('float32'))
+    """
     return {name: np.asarray(leaf, dtype=np.float32) for name, leaf in named_leaves(model)}
 
 
 def load_state_dict(model, tensors, *, prefix=""):
-    """``model`` with every array leaf replaced by ``tensors[prefix + name]`` (shapes checked, float32).
+    r"""``model`` with every array leaf replaced by ``tensors[prefix + name]`` (shapes checked, float32).
 
-    ``model`` may be a skeleton from ``equinox.filter_eval_shape`` (no initialisation cost). Raises
-    KeyError listing missing and (without ``prefix``) unexpected names, ValueError on a shape mismatch.
+    ``model`` may be a skeleton from ``equinox.filter_eval_shape`` (no initialisation cost).
+
+    Parameters
+    ----------
+    model : equinox.Module
+        The model (or skeleton) whose leaves are replaced; it is not modified.
+    tensors : dict of str to array
+        The values, named as by :func:`state_dict`.
+    prefix : str, default ""
+        Prepended to every name; with a prefix, names in ``tensors`` the model does not have are allowed.
+
+    Returns
+    -------
+    equinox.Module
+        A new model with the values of ``tensors``, in the leaves' dtypes.
+
+    Raises
+    ------
+    KeyError
+        Listing the missing and (without ``prefix``) unexpected names.
+    ValueError
+        If a tensor's shape differs from its leaf's.
+
+    See Also
+    --------
+    state_dict : The names and tensors of a model.
+    load_weights : Loads a file into the model of its config.
+
+    Notes
+    -----
+    For every leaf name :math:`n`, :math:`\theta_n \leftarrow \mathrm{tensors}[\mathrm{prefix} + n]`; the
+    module structure (static fields, the layer count) is kept.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7).
+    .. [2] P. Kidger and C. Garcia, "Equinox: neural networks in JAX via callable PyTrees and filtered
+           transformations", Differentiable Programming workshop at NeurIPS 2021, arXiv:2111.00254.
+
+    Examples
+    --------
+    >>> import jax, diffnet_jax
+    >>> net = diffnet_jax.DiffNet(n_layers=1, key=jax.random.PRNGKey(0))
+    >>> other = diffnet_jax.DiffNet(n_layers=1, key=jax.random.PRNGKey(1))
+    >>> copy = diffnet_jax.load_state_dict(other, diffnet_jax.state_dict(net))
+    >>> u = jax.numpy.ones((1, 1, 8, 8))
+    >>> bool(jax.numpy.array_equal(copy(u), net(u)))
+    True
     """
     names = [name for name, _ in named_leaves(model)]
     wanted = {prefix + n for n in names}
@@ -325,15 +757,111 @@ def load_state_dict(model, tensors, *, prefix=""):
 
 
 def save_weights(model, path, *, extra_metadata=None):
-    """Save ``model`` in format ``ssdops-diffnet/1`` (:mod:`ssdops.diffnet.format`, readable by
-    ``diffnet_torch.load_weights``)."""
+    r"""Save ``model`` in format ``ssdops-diffnet/1``, readable by ``diffnet_torch.load_weights``.
+
+    The format is :mod:`ssdops.diffnet.format`: safetensors with the PyTorch ``state_dict`` names (float32),
+    the model's ``config``, its grid dimension and a SHA-256 checksum; the write is atomic.
+
+    Parameters
+    ----------
+    model : equinox.Module
+        A :class:`DiffNet` or :class:`LinearDiffusionNet`.
+    path : str or os.PathLike
+        The file to write.
+    extra_metadata : dict of str to str, optional
+        Extra string entries for the file's metadata.
+
+    Raises
+    ------
+    AttributeError
+        If ``model`` has no ``config`` (not one of the two).
+    OSError
+        If the file cannot be written.
+
+    See Also
+    --------
+    load_weights : Reads the file back.
+    diffnet_torch.load_weights : Reads it into the PyTorch model.
+
+    Notes
+    -----
+    The tensors are the parameters :math:`\theta` of eq. (4.7) or (4.4), float32, so that the JAX and the
+    PyTorch model loaded from one file compute the same function.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7).
+
+    Examples
+    --------
+    >>> import os, tempfile, jax, diffnet_jax
+    >>> net = diffnet_jax.DiffNet(n_layers=1, key=jax.random.PRNGKey(0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "net.safetensors")
+    ...     diffnet_jax.save_weights(net, path)
+    ...     same = diffnet_jax.load_weights(path)
+    >>> u = jax.numpy.ones((1, 1, 8, 8))
+    >>> bool(jax.numpy.array_equal(same(u), net(u)))
+    True
+    """
     weight_files.write_weights(path, model.config, state_dict(model), extra_metadata)
 
 
 def load_weights(path, *, allow_nonfinite=False):
-    """The model stored at ``path``: a weights file or a training checkpoint (its optimiser state left out)
-    of this package or of ``diffnet_torch``. The file's checksum is verified; non-finite weights are refused
-    unless ``allow_nonfinite`` (:mod:`ssdops.diffnet.format`)."""
+    r"""The model stored at ``path``: a weights file or a training checkpoint of either DiffNet package.
+
+    A checkpoint's optimiser state is left out. The file's checksum is verified; non-finite weights are
+    refused unless ``allow_nonfinite`` (:mod:`ssdops.diffnet.format`). The model is built as a shape-only
+    skeleton (``equinox.filter_eval_shape``) and filled: nothing is initialised.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to read.
+    allow_nonfinite : bool, default False
+        Load weights holding NaN or infinity (to inspect a diverged run).
+
+    Returns
+    -------
+    equinox.Module
+        The :class:`DiffNet` or :class:`LinearDiffusionNet` of the file's ``config`` with its weights.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ssdops.diffnet.format.CorruptFileError
+        A ValueError: for a file that is unreadable, truncated, fails its checksum, is of another format, or
+        whose config cannot be read.
+    ssdops.diffnet.format.NonFiniteWeightsError
+        A ValueError: for NaN or infinite weights without ``allow_nonfinite``.
+    ValueError
+        For a U-Net file (the U-Net exists in PyTorch only).
+
+    See Also
+    --------
+    save_weights : Writes the file.
+    load_state_dict : Loads tensors into a model.
+
+    Notes
+    -----
+    The shipped PyTorch weights load here too: the same model, :math:`F_k = F_{k-1} + W_{dt_k}(\zeta^{(k)})
+    F_{k-1}` (eq. 4.7), in JAX.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 5.2.
+
+    Examples
+    --------
+    >>> from importlib.resources import files
+    >>> import diffnet_jax
+    >>> net = diffnet_jax.load_weights(files("diffnet_torch") / "weights" / "natural_pm_inverse.safetensors")
+    >>> type(net).__name__, diffnet_jax.count_parameters(net)
+    ('DiffNet', 101310)
+    """
     config, tensors = weight_files.read_weights(path, allow_nonfinite=allow_nonfinite)
     skeleton = eqx.filter_eval_shape(build_model, config)   # shapes only: nothing is initialised
     return load_state_dict(skeleton, tensors)

@@ -33,7 +33,55 @@ def _block(cin, cout):
 
 
 class UNet(nn.Module):
-    """FBPConvNet-style residual U-Net: ``forward(x) = x + net(x)`` for ``x`` of shape ``(N, 1, H, W)``."""
+    r"""FBPConvNet-style residual U-Net: ``forward(x) = x + net(x)`` for ``x`` of shape ``(N, 1, H, W)``.
+
+    The paper's baseline (after Jin et al. 2017). Levels of ``channels``; per level two conv3x3 (no bias) +
+    BatchNorm + ReLU; 2x2 max-pool down; up by a 3x3 transposed convolution with stride 2 (+ BN + ReLU)
+    halving the channels, concatenation with the skip, two conv3x3 + BN + ReLU; a final 1x1 conv. Inputs
+    whose sides are not multiples of :math:`2^{\text{levels} - 1}` are reflect-padded and the output cropped
+    back. 2-D only.
+
+    Parameters
+    ----------
+    channels : sequence of int, default (64, 128, 256, 512, 1024)
+        The channels of each level.
+    in_channels : int, default 1
+        The input (and output) channels.
+    residual : bool, default True
+        Add the input to the output (residual learning).
+
+    Raises
+    ------
+    IndexError
+        If ``channels`` is empty.
+    RuntimeError
+        On a call, from PyTorch, for an input that is not ``(N, in_channels, H, W)``.
+
+    See Also
+    --------
+    DiffNet : The model the paper compares it with.
+
+    Notes
+    -----
+    .. math:: \mathrm{UNet}(x) = x + \mathrm{net}(x) \quad (\texttt{residual=True}).
+
+    With the default channels it has 34,519,041 trainable parameters, the paper reports 34,512,705
+    (:data:`PAPER_UNET_PARAMETERS`); the difference is explained in :mod:`diffnet_torch.unet`.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 5 (the U-Net baseline, 34,512,705 parameters).
+    .. [2] K. H. Jin, M. T. McCann, E. Froustey and M. Unser, "Deep convolutional neural network for
+           inverse problems in imaging", IEEE Trans. Image Process. 26(9), 4509-4522, 2017.
+
+    Examples
+    --------
+    >>> import torch, diffnet_torch
+    >>> net = diffnet_torch.UNet(channels=(4, 8))
+    >>> net(torch.rand(1, 1, 6, 6)).shape
+    torch.Size([1, 1, 6, 6])
+    """
 
     def __init__(self, channels=(64, 128, 256, 512, 1024), in_channels=1, residual=True):
         super().__init__()

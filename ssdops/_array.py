@@ -71,11 +71,51 @@ def chunked_like(diagonals, like, ndim):
 
 
 def to_numpy(x):
-    """Copy ``x`` to a NumPy array on the host (explicitly a host round-trip: for export and analysis).
+    r"""Copy ``x`` to a NumPy array on the host (explicitly a host round-trip: for export and analysis).
 
-    NumPy, PyTorch (bfloat16 widened to float32, exactly), CuPy and JAX arrays are read directly; a dask
-    array is computed (the whole graph behind it runs); any other library through DLPack. A library that
-    cannot give its values to NumPy raises TypeError naming it and the ssdops function that needed them.
+    NumPy, PyTorch, CuPy and JAX arrays are read directly; a dask array is computed (the whole graph behind
+    it runs); any other library through DLPack.
+
+    Parameters
+    ----------
+    x : array
+        An array of any library (a PyTorch tensor that requires grad is detached first), or a NumPy scalar.
+
+    Returns
+    -------
+    numpy.ndarray
+        The values, of the same shape; the same dtype except PyTorch's bfloat16, widened to float32
+        (exactly).
+
+    Raises
+    ------
+    TypeError
+        If NumPy cannot import the library's array through DLPack; the message names the library and the
+        ssdops function that needed the values.
+
+    See Also
+    --------
+    to_scipy : The operator as a host sparse matrix.
+
+    Notes
+    -----
+    The one function of ssdops that copies device data to the host on purpose; every other function works
+    where its arrays live. For a CuPy array this is ``x.get()``, for a PyTorch tensor
+    ``x.detach().cpu().numpy()``, for a dask array ``x.compute()``; otherwise ``numpy.from_dlpack(x)``.
+    The values are unchanged: :math:`\mathtt{to\_numpy}(x)_i = x_i` for every index :math:`i`.
+
+    References
+    ----------
+    .. [1] Consortium for Python Data API Standards, "Python array API standard", version 2023.12
+           (DLPack data interchange), https://data-apis.org/array-api/.
+
+    Examples
+    --------
+    >>> import numpy as np, ssdops
+    >>> ssdops.to_numpy(np.float32(2.0))
+    array(2., dtype=float32)
+    >>> ssdops.to_numpy(ssdops.laplacian((2, 3)).diagonals).shape
+    (5, 2, 3)
     """
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)

@@ -227,7 +227,8 @@ def is_symmetric(op, *, rtol=None, atol=0.0):
     References
     ----------
     .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7 (a symmetric :math:`L(\gamma)`, a general :math:`W(\zeta)`).
+           J. Math. Imaging Vision, 2019, Definition 2.7 (a symmetric :math:`L(\gamma)`, a general
+           :math:`W(\zeta)`).
 
     Examples
     --------

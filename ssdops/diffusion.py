@@ -91,7 +91,8 @@ def heat(u0, T, *, ndim=2, bc="neumann", method="exact", steps=None):
     References
     ----------
     .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2.1, Lemma 2.4, eqs. (2.10) and (2.11), and section 5.1 (the heat equation with T = 1 as the forward problem).
+           J. Math. Imaging Vision, 2019, section 2.1, Lemma 2.4, eqs. (2.10) and (2.11), and section 5.1
+           (the heat equation with T = 1 as the forward problem).
 
     Examples
     --------
@@ -243,7 +244,8 @@ def perona_malik(
     References
     ----------
     .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (2.10), (2.11), (5.1) and section 5.2 (the forward model: 4 explicit steps, dt = 0.1, lambda = 0.2).
+           J. Math. Imaging Vision, 2019, eqs. (2.10), (2.11), (5.1) and section 5.2 (the forward model:
+           4 explicit steps, dt = 0.1, lambda = 0.2).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion",
            IEEE Trans. Pattern Anal. Mach. Intell. 12(7), 629-639, 1990.
 

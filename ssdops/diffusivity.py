@@ -3,6 +3,22 @@ r"""Diffusivities :math:`g(s^2, \lambda)` of the squared gradient magnitude :mat
 Each takes ``s2`` (an array) and the contrast parameter ``lam > 0`` and returns an array like ``s2``.
 Any callable with the same signature can be passed to :func:`ssdops.perona_malik` instead of a name.
 
+Notes
+-----
+The five, by name:
+
+.. math::
+
+   g_{\mathrm{perona\_malik}} = \frac{1}{1 + s^2/\lambda^2}, \quad
+   g_{\mathrm{perona\_malik\_exp}} = e^{-s^2/\lambda^2}, \quad
+   g_{\mathrm{charbonnier}} = \frac{1}{\sqrt{1 + s^2/\lambda^2}}, \quad
+   g_{\mathrm{total\_variation}} = \frac{1}{\sqrt{s^2 + \lambda^2}}, \quad
+   g_{\mathrm{linear}} = 1.
+
+The first is the paper's (eq. 5.1) and the default of :func:`ssdops.perona_malik`.
+
+Examples
+--------
 >>> import numpy as np
 >>> from ssdops import diffusivity
 >>> diffusivity.perona_malik(np.array([0.0, 0.04]), 0.2)

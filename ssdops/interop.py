@@ -43,13 +43,49 @@ def _flat_apply(op, apply, v):
 def aslinearoperator(op):
     r"""The operator as a :class:`scipy.sparse.linalg.LinearOperator` on flattened images.
 
-    ``shape = (N, N)`` with ``N = prod(batch_shape) * H * W``; a batched operator acts block-diagonally on
-    the row-major flattened batch (the matrix of :func:`ssdops.to_scipy`). ``matvec`` / ``rmatvec``
-    reshape the vector to ``batch_shape + (H, W)``, apply the operator (its fast paths included), and
-    flatten; vectors are taken in the operator's ``dtype`` (complex vectors, as ``eigs`` may pass, part by
-    part). The operator's diagonals must be NumPy arrays: scipy's solvers compute on the host (use
-    :func:`as_pylops` for CuPy).
+    ``matvec`` / ``rmatvec`` reshape the vector to ``batch_shape + grid``, apply the operator (its fast
+    paths included), and flatten; vectors are taken in the operator's ``dtype`` (complex vectors, as
+    ``eigs`` may pass, part by part).
 
+    Parameters
+    ----------
+    op : SSD
+        The operator, batched or not, with NumPy diagonals: scipy's solvers compute on the host (use
+        :func:`as_pylops` for CuPy).
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        ``shape = (N, N)`` with ``N = prod(batch_shape) * prod(grid_shape)``, ``dtype = op.dtype``; a batched
+        operator acts block-diagonally on the row-major flattened batch (the matrix of :func:`to_scipy`).
+
+    Raises
+    ------
+    TypeError
+        If ``op`` is not an :class:`SSD`, or its diagonals are not NumPy arrays.
+
+    See Also
+    --------
+    as_pylops : The operator for PyLops (NumPy and CuPy).
+    to_scipy : The assembled sparse matrix.
+    identity : For :math:`I - \Delta t\,A`.
+
+    Notes
+    -----
+    For a flat vector :math:`v` of length N,
+
+    .. math:: \mathtt{matvec}(v) = \operatorname{vec}(A\,\operatorname{unvec}(v)), \qquad
+              \mathtt{rmatvec}(v) = \operatorname{vec}(A^\top \operatorname{unvec}(v)),
+
+    so scipy's ``cg`` on ``aslinearoperator(identity(grid) - dt * A)`` solves the implicit step (eq. 2.11).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (2.11).
+
+    Examples
+    --------
     >>> import numpy as np, scipy.sparse.linalg as sl, ssdops
     >>> L = ssdops.laplacian((8, 8), bc="dirichlet")
     >>> A = ssdops.aslinearoperator(ssdops.identity((8, 8)) - 0.5 * L)     # I - dt L, SPD
@@ -104,14 +140,56 @@ def _pylops_class():
 
 
 def as_pylops(op, *, name="S"):
-    r"""The operator as a :class:`pylops.LinearOperator` with ``dims = dimsd = batch_shape + (H, W)``.
+    r"""The operator as a :class:`pylops.LinearOperator` with ``dims = dimsd = batch_shape + grid_shape``.
 
     ``matvec`` / ``rmatvec`` apply the SSD and its transpose (fast paths included) on the array they are
     given, in its own library: NumPy, and CuPy arrays for an operator with CuPy diagonals (PyLops' CuPy
     backend). For JAX, wrap the result in ``pylops.JaxOperator`` (PyLops' JAX support; the SSD applies are
-    written in ``jax.numpy`` and trace). Passes ``pylops.utils.dottest``. PyLops is an optional dependency
-    (``pip install ssdops[pylops]``); without it this raises ImportError saying so.
+    written in ``jax.numpy`` and trace). Passes ``pylops.utils.dottest``.
 
+    Parameters
+    ----------
+    op : SSD
+        The operator, batched or not.
+    name : str, default "S"
+        The PyLops operator's name (shown in its ``repr`` and in operator algebra).
+
+    Returns
+    -------
+    pylops.LinearOperator
+        The operator, shape ``(N, N)`` with ``N = prod(dims)``, of the operator's dtype; its ``ssd``
+        attribute is ``op``.
+
+    Raises
+    ------
+    TypeError
+        If ``op`` is not an :class:`SSD`.
+    ImportError
+        If PyLops, an optional dependency, is not installed (``pip install ssdops[pylops]``).
+
+    See Also
+    --------
+    aslinearoperator : The operator for scipy.sparse.linalg.
+    dot_test : The adjoint check for any pair of functions.
+
+    Notes
+    -----
+    PyLops reshapes its model vector to ``dims`` and calls
+
+    .. math:: y = A\,x \quad (\texttt{matvec}), \qquad x = A^\top y \quad (\texttt{rmatvec}),
+
+    on images of shape ``batch_shape + grid_shape``; for a batched operator the matrix is the block-diagonal
+    one of :func:`to_scipy`.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, Definition 2.7 (the SSD matrix).
+    .. [2] M. Ravasi and I. Vasconcelos, "PyLops: a linear-operator Python library for scalable algebra
+           and optimization", SoftwareX 11, 100361, 2020.
+
+    Examples
+    --------
     >>> import numpy as np, pylops, ssdops
     >>> Op = ssdops.as_pylops(ssdops.divergence_form(np.ones((2, 6, 5))))
     >>> Op.dims, Op.shape

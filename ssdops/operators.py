@@ -89,7 +89,8 @@ def divergence_form(gamma, *, ndim=2, bc="neumann", ghost_gamma=None):
     References
     ----------
     .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2 (:math:`L(\gamma)u = \nabla\cdot(\gamma\nabla u)`) and eq. (4.4).
+           J. Math. Imaging Vision, 2019, section 2 (:math:`L(\gamma)u = \nabla\cdot(\gamma\nabla u)`) and
+           eq. (4.4).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion", IEEE Trans.
            Pattern Anal. Mach. Intell. 12(7), 1990.
 

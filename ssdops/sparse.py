@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._array import chunked_like, like_namespace, to_numpy
-from ._validate import check_grid_shape
+from ._validate import check_grid_shape, check_operator
 from .ssd import SSD
 from .stencils import FIVE_POINT, NINE_POINT, SEVEN_POINT, THREE_POINT, TWENTY_SEVEN_POINT, star
 
@@ -26,25 +26,69 @@ def _grid_coordinates(grid, offset):
 
 
 def to_scipy(op, format="csr"):
-    """The operator as a scipy.sparse matrix (row-major pixels, a host copy).
+    r"""The operator as a scipy.sparse matrix (row-major pixels, a host copy).
 
-    An unbatched operator gives the ``(N, N)`` matrix, ``N`` the number of grid points (``H*W`` in 2-D,
-    pixels row-major in every dimension). A batched operator (``batch_shape`` B) gives the
-    block-diagonal matrix of shape ``(n*N, n*N)``, ``n = prod(B)``, over the row-major flattened batch:
-    block ``b`` is the matrix of ``op[np.unravel_index(b, B)]``, so that it acts on ``u.reshape(-1)`` for an
-    image batch ``u`` of shape ``B + grid``; :func:`from_scipy` with ``batch_shape=B`` gives the batch
-    back. Assembled directly from the diagonals (not by applying the operator to unit vectors); stored
-    zeros are dropped.
+    Assembled directly from the diagonals (not by applying the operator to unit vectors); stored zeros are
+    dropped.
 
+    Parameters
+    ----------
+    op : SSD
+        The operator, batched or not, of any array library (its diagonals are copied to the host).
+    format : str, default "csr"
+        The scipy.sparse format of the result (``"csr"``, ``"csc"``, ``"coo"``, ``"dia"``, ...).
+
+    Returns
+    -------
+    scipy.sparse.sparray
+        An unbatched operator gives the ``(N, N)`` matrix, ``N`` the number of grid points (``H*W`` in 2-D,
+        pixels row-major in every dimension). A batched operator (``batch_shape`` B) gives the
+        block-diagonal matrix of shape ``(n*N, n*N)``, ``n = prod(B)``, over the row-major flattened batch:
+        block ``b`` is the matrix of ``op[np.unravel_index(b, B)]``, so that it acts on ``u.reshape(-1)`` for
+        an image batch ``u`` of shape ``B + grid``.
+
+    Raises
+    ------
+    TypeError
+        If ``op`` is not an :class:`SSD`, or its diagonals are of a library NumPy cannot read (see
+        :func:`to_numpy`).
+    ValueError
+        For a ``format`` scipy does not know.
+
+    See Also
+    --------
+    from_scipy : The way back.
+    aslinearoperator : The operator as a scipy LinearOperator, without forming the matrix.
+
+    Notes
+    -----
+    Row :math:`p` (the row-major index of pixel :math:`p`) holds
+
+    .. math:: A_{p,\,p + o_k} = d_k(p) \quad \text{for every } k \text{ with } p + o_k \text{ in the grid}:
+
+    the paper's SSD matrix (Definition 2.7), non-zero only on the sub-diagonals of the offsets (in 2-D on
+    an :math:`H \times W` grid, offset :math:`(dy, dx)` is the sub-diagonal :math:`dy\,W + dx`).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, Definition 2.7.
+
+    Examples
+    --------
     >>> import ssdops
     >>> ssdops.to_scipy(ssdops.laplacian((2, 2))).toarray()
     array([[-2.,  1.,  1.,  0.],
            [ 1., -2.,  0.,  1.],
            [ 1.,  0., -2.,  1.],
            [ 0.,  1.,  1., -2.]])
+    >>> import numpy as np
+    >>> ssdops.to_scipy(ssdops.divergence_form(np.ones((2, 3, 3)))).shape     # a batch of 2: block-diagonal
+    (18, 18)
     """
     import scipy.sparse as sp
 
+    check_operator(op)
     grid = op.grid_shape
     d = to_numpy(op.diagonals).reshape((-1, len(op.offsets)) + grid)
     n, size = d.shape[0], int(np.prod(grid, dtype=np.int64))
@@ -71,25 +115,73 @@ def _infer_offsets(found, ndim):
 
 
 def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=None):
-    """The SSD operator of a sparse (or dense) matrix on ``grid_shape`` (1, 2 or 3 axes).
+    r"""The SSD operator of a sparse (or dense) matrix on ``grid_shape`` (1, 2 or 3 axes).
 
-    ``offsets=None`` infers them from the non-zero entries: in 2-D FIVE_POINT when they fit, else NINE_POINT,
-    else FIVE_POINT followed by the other offsets found (sorted); in 1-D THREE_POINT, in 3-D SEVEN_POINT or
-    TWENTY_SEVEN_POINT, likewise. An entry further than ``radius`` pixels from its row's pixel along any axis (a wrap-around, for example the flat +1 diagonal crossing the end of
-    an image row, or a periodic boundary) is not a local stencil entry: ValueError. With explicit
-    ``offsets``, every non-zero entry must lie on one of them (ValueError otherwise).
+    Parameters
+    ----------
+    A : scipy.sparse matrix or array, or numpy.ndarray
+        The square matrix, rows and columns the row-major pixels (of every image of the batch).
+    grid_shape : sequence of int
+        The grid, 1, 2 or 3 integers >= 1.
+    offsets : sequence of d-tuples, optional
+        The offsets of the result. ``None`` infers them from the non-zero entries: in 2-D
+        :data:`FIVE_POINT` when they fit, else :data:`NINE_POINT`, else FIVE_POINT followed by the other
+        offsets found (sorted); in 1-D :data:`THREE_POINT`, in 3-D :data:`SEVEN_POINT` or
+        :data:`TWENTY_SEVEN_POINT`, likewise.
+    radius : int, default 1
+        The largest distance, along any axis, of an entry's column pixel from its row pixel.
+    batch_shape : tuple of int, default ()
+        B: read a block-diagonal matrix of ``prod(B)`` blocks of ``(N, N)`` over the row-major flattened batch
+        (the layout :func:`to_scipy` writes) as a batched operator with diagonals ``B + (K, *grid)``.
+    like : array, optional
+        An array whose namespace, dtype and device the result takes (default: NumPy with the matrix's dtype,
+        which must then be floating).
 
-    ``batch_shape`` B reads a block-diagonal matrix of ``prod(B)`` blocks of ``(H*W, H*W)`` over the
-    row-major flattened batch (the layout :func:`to_scipy` writes) as a batched operator with diagonals
-    ``B + (K, *grid)``; an entry coupling two images raises ValueError.
+    Returns
+    -------
+    SSD
+        The operator with diagonals ``B + (K, *grid)``, zero outside the grid (canonical).
 
-    ``like`` is an array whose namespace, dtype and device the result takes (default: NumPy with the
-    matrix's dtype, which must then be floating: TypeError otherwise).
+    Raises
+    ------
+    TypeError
+        If ``grid_shape`` is not a sequence of integers; if the matrix's dtype is not floating and ``like`` is
+        not given.
+    ValueError
+        If ``grid_shape`` has not 1, 2 or 3 entries or one below 1; if the matrix's shape does not fit the
+        grid and batch shape; for an entry coupling two images of the batch; for an entry further than
+        ``radius`` pixels from its row's pixel along any axis (a wrap-around, for example the flat +1
+        diagonal crossing the end of an image row, or a periodic boundary: not a local stencil entry); with
+        explicit ``offsets``, for a non-zero entry on none of them.
 
+    See Also
+    --------
+    to_scipy : The way there.
+    SSD : The operator class.
+
+    Notes
+    -----
+    The inverse of :func:`to_scipy` on its image: an entry :math:`A_{pq} \ne 0` goes to the diagonal of the
+    offset :math:`o = q - p` (pixel coordinates) at pixel :math:`p`,
+
+    .. math:: d_o(p) = A_{p,\,p + o},
+
+    which is possible exactly for the SSD matrices of the paper's Definition 2.7 (entries only within the
+    local neighbourhood of each pixel).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, Definition 2.7.
+
+    Examples
+    --------
     >>> import numpy as np, scipy.sparse.linalg as sl, ssdops
     >>> A = sl.LaplacianNd((3, 4), boundary_conditions="dirichlet", dtype=np.float64).tosparse()
     >>> ssdops.from_scipy(A, (3, 4)).offsets == ssdops.FIVE_POINT
     True
+    >>> ssdops.from_scipy(np.diag([1.0, 2.0, 3.0]), (3,)).diagonal((0,))
+    array([1., 2., 3.])
     """
     import scipy.sparse as sp
 

@@ -10,18 +10,69 @@ __all__ = ["dot_test"]
 def dot_test(forward, adjoint, x, y, *, rtol=None):
     r"""Check that ``adjoint`` is the adjoint of ``forward``: :math:`\langle F x, y\rangle = \langle x, F^\top y\rangle`.
 
-    ``x`` and ``y`` are test arrays in the domain and range of ``forward`` (draw them at random). Returns
-    the relative discrepancy :math:`|a - b| / \max(|a|, |b|)` and raises AssertionError above ``rtol``.
-    The default scales with the dtype's precision: 1e-10 in float64, 1e-4 in float32, 64 epsilons in
-    float16 and bfloat16 (0.06 and 0.5: a half-precision dot test only catches gross errors). Inner
-    products are summed in at least float32 (a float16 sum overflows and rounds away the answer).
+    Inner products are summed in at least float32 (a float16 sum overflows and rounds away the answer).
 
+    Parameters
+    ----------
+    forward : callable
+        The linear map :math:`F`, applied to ``x``.
+    adjoint : callable
+        Its claimed adjoint :math:`F^\top`, applied to ``y``.
+    x : array
+        A test array in the domain of ``forward`` (draw it at random).
+    y : array
+        A test array in the range of ``forward``, of ``x``'s library and dtype.
+    rtol : float, optional
+        The largest relative discrepancy accepted. The default scales with the dtype's precision: 1e-10 in
+        float64, 1e-4 in float32, 64 epsilons in float16 and bfloat16 (0.06 and 0.5: a half-precision dot
+        test only catches gross errors).
+
+    Returns
+    -------
+    float
+        The relative discrepancy :math:`|a - b| / \max(|a|, |b|)` (0.0 when both are 0).
+
+    Raises
+    ------
+    AssertionError
+        If the discrepancy is above ``rtol`` (the message gives both inner products).
+    TypeError
+        If ``x`` and ``y`` are not real floating-point arrays of one library and dtype.
+
+    See Also
+    --------
+    as_pylops : PyLops' ``dottest`` applies to the operator as well.
+    gradient : With :func:`divergence`, a pair that passes (``-divergence`` is the adjoint).
+
+    Notes
+    -----
+    With :math:`a = \langle F x, y \rangle` and :math:`b = \langle x, F^\top y \rangle`,
+
+    .. math:: \frac{|a - b|}{\max(|a|, |b|)} \le \mathrm{rtol}.
+
+    The paper's learned operators are applied with their transposes in the adjoint solves of
+    :func:`implicit_step`; this is the test of such a pair.
+
+    References
+    ----------
+    .. [1] J. F. Claerbout, "Earth Soundings Analysis: Processing versus Inversion", Blackwell, 1992
+           (the dot-product test).
+    .. [2] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step whose derivative is an adjoint solve).
+
+    Examples
+    --------
     >>> import numpy as np, ssdops
     >>> rng = np.random.default_rng(0)
     >>> u, p = rng.random((5, 6)), rng.random((2, 5, 6))
     >>> err = ssdops.dot_test(ssdops.gradient, lambda q: -ssdops.divergence(q), u, p)
     >>> err < 1e-12
     True
+    >>> try:
+    ...     ssdops.dot_test(ssdops.gradient, ssdops.divergence, u, p)    # the sign is wrong
+    ... except AssertionError as failure:
+    ...     print(str(failure)[:16])
+    dot test failed:
     """
     xp = namespace(x, y)
 

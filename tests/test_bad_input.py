@@ -103,6 +103,13 @@ def _cases():
          "NaN or inf")
     case("stable_dt-nan-gamma", lambda xp: ssdops.stable_dt(div(xp, bad=math.nan)), ValueError, "NaN or inf")
     case("stable_dt-not-an-operator", lambda xp: ssdops.stable_dt(image(xp)), TypeError, "SSD")
+    case("to_scipy-not-an-operator", lambda xp: ssdops.to_scipy(image(xp)), TypeError, "SSD")
+    case("from_scipy-fractional-grid",
+         lambda xp: ssdops.from_scipy(ssdops.to_scipy(ssdops.laplacian(GRID)), (4.7, 6.2)), TypeError, "integers")
+    case("identity-fractional-grid", lambda xp: ssdops.identity((4.7, 6.2), like=image(xp)), TypeError, "integers")
+    case("psnr-bad-ndim", lambda xp: ssdops.psnr(image(xp), image(xp), ndim=4), ValueError, "ndim")
+    case("heat-bad-ndim", lambda xp: ssdops.heat(image(xp), 1.0, ndim=0), ValueError, "ndim")
+    case("heat-volume-too-few-axes", lambda xp: ssdops.heat(image(xp), 1.0, ndim=3), ValueError, "D, H, W")
     case("filter_step-zeta-shape", lambda xp: ssdops.filter_step(image(xp), image(xp, (4,) + GRID), 0.1),
          ValueError, "shape")
     case("filter_step-grid-mismatch",
@@ -223,8 +230,8 @@ def test_every_public_function_has_a_case():
     import inspect
 
     elsewhere = {
-        # metrics, sparse and interop are other modules' checks (issue 11 items 1 and 11 there)
-        "add_noise", "psnr", "relative_l2", "from_scipy", "to_scipy", "as_pylops", "aslinearoperator",
+        # metrics and interop are other modules' checks (test_diffnet_safety, test_interop)
+        "add_noise", "relative_l2", "as_pylops", "aslinearoperator",
         "to_numpy",  # accepts any array; its TypeError for an unreadable library is tested in test_backends
         "spectral_radius",  # = spectrum(op, k=1): its cases are spectrum's
     }

@@ -76,18 +76,24 @@ def test_bench_json_has_machine_info_and_finite_positive_numbers(bench):
     assert payload["config"]["quick"] is True
     records = payload["records"]
     sizes, batches = benchmark.QUICK["sizes"], benchmark.QUICK["batch"]
+    def op_sizes(op):
+        if op == "implicit_step":
+            return benchmark.QUICK["implicit_sizes"]
+        return benchmark.QUICK["sizes_3d"] if op in benchmark.OPS_3D else sizes
+
     expected = {(op, fw, n, b) for op in benchmark.OPS for fw in BENCH_FRAMEWORKS for b in batches
-                for n in (benchmark.QUICK["implicit_sizes"] if op == "implicit_step" else sizes)}
+                for n in op_sizes(op)}
     assert {(r["op"], r["backend"], r["size"], r["batch"]) for r in records} == expected
     for r in records:
         assert r["error"] is None and r["skipped"] is None, r
         assert r["dtype"] == "float32"
         for key in ("ms", "gbps", "floor_ms", "floor_ratio", "generic_ms", "speedup_generic"):
             assert _positive(r[key]), (key, r)
-        assert r["bytes"] == benchmark._TRAFFIC_ARRAYS[r["op"]] * r["batch"] * r["size"] ** 2 * 4
+        grid_ndim = 3 if r["op"] in benchmark.OPS_3D else 2
+        assert r["bytes"] == benchmark._TRAFFIC_ARRAYS[r["op"]] * r["batch"] * r["size"] ** grid_ndim * 4
         assert r["gbps"] == pytest.approx(r["bytes"] / r["ms"] / 1e6)
         assert r["floor_ratio"] == pytest.approx(r["ms"] / r["floor_ms"])
-        if r["op"] == "perona_malik_step":  # no scipy baseline: the matrix depends on u
+        if r["op"] in ("perona_malik_step", "perona_malik_step_3d"):  # no scipy baseline: the matrix depends on u
             assert r["scipy_ms"] is None and r["speedup_scipy"] is None
         else:
             assert _positive(r["scipy_ms"]) and r["speedup_scipy"] == pytest.approx(r["scipy_ms"] / r["ms"])
@@ -95,22 +101,21 @@ def test_bench_json_has_machine_info_and_finite_positive_numbers(bench):
 
 def test_bench_times_the_generic_path_where_a_fast_path_exists(monkeypatch):
     """A deliberately slow "fast path" must show up as a speed-up over generic below 1."""
-    backends = pytest.importorskip("backends")
     import time
 
     from array_api_compat import array_namespace
 
-    from ssdops.ssd import apply_generic
+    from ssdops import backends
+    from ssdops._kernels import apply_generic
 
     xp = array_namespace(np.zeros(1))
     backends.lookup("ssd_apply", xp)  # loads the NumPy backend module first (it registers on import)
-    monkeypatch.setattr(backends, "_FORCE_GENERIC", False, raising=False)
 
-    def slow(diagonals, offsets, u):
+    def slow(*, diagonals, offsets, u, out=None):
         time.sleep(0.003)
         return apply_generic(xp, diagonals, offsets, u)
 
-    monkeypatch.setitem(backends._REGISTRY, ("ssd_apply", getattr(xp, "__name__")), slow)
+    monkeypatch.setitem(backends._REGISTRY, ("ssd_apply", "numpy"), slow)
     (r,) = benchmark.run(ops=("ssd_apply",), backends=("numpy",), sizes=(32,), batch=(1,), repeats=3,
                          scipy_baseline=False)
     assert r["kernels"] == ["ssd_apply"] and r["generic_timed"] is True
