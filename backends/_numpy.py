@@ -206,30 +206,32 @@ def _apply3(diagonals, offsets, u, transpose, out=None):
             d_planes, u_planes = planes, slice(planes.start + dz, planes.stop + dz)
         if planes.start >= planes.stop:
             continue
-        d = np.moveaxis(diagonals[..., ks, d_planes, :, :], -3, -4)  # (..., planes, K_dz, H, W): a view
-        _apply2(d, tuple(offsets[k][1:] for k in ks), u[..., u_planes, :, :], transpose,
+        columns = [diagonals[..., k, d_planes, :, :] for k in ks]  # (..., planes, H, W): views, no copy
+        _apply2(columns, tuple(offsets[k][1:] for k in ks), u[..., u_planes, :, :], transpose,
                 out=out[..., planes, :, :], accumulate=dz != 0 or 0 not in groups)
     return out
 
 
-def _apply2(diagonals, offsets, u, transpose, out=None, accumulate=False):
-    """The 2-D blocked apply; into ``out`` (adding to it with ``accumulate``) when given."""
+def _apply2(columns, offsets, u, transpose, out=None, accumulate=False):
+    """The 2-D blocked apply of the diagonal images ``columns`` (one ``(..., H, W)`` array per offset, or
+    the stacked ``(..., K, H, W)``); into ``out`` (adding to it with ``accumulate``) when given."""
     H, W = u.shape[-2:]
-    K = len(offsets)
-    batch = np.broadcast_shapes(diagonals.shape[:-3], u.shape[:-2])
+    if not isinstance(columns, list):
+        columns = [columns[..., k, :, :] for k in range(len(offsets))]
+    batch = np.broadcast_shapes(*(c.shape[:-2] for c in columns), u.shape[:-2])
     if out is None:
-        out = np.empty(batch + (H * W,), dtype=np.result_type(diagonals, u))
+        out = np.empty(batch + (H * W,), dtype=np.result_type(columns[0], u))
     else:
         out = np.reshape(out, batch + (H * W,), copy=False)
-    d_b = np.broadcast_to(_plane_contiguous(diagonals), batch + (K, H, W))
+    d_b = [np.broadcast_to(_plane_contiguous(c), batch + (H, W)) for c in columns]
     u_b = np.broadcast_to(_plane_contiguous(u), batch + (H, W))
     images, rows = _plan(H, W, out.itemsize)
-    for d4, u3, o2 in _batch_views(batch, d_b, u_b, out):
+    for *d3, u3, o2 in _batch_views(batch, *d_b, u_b, out):
         N = o2.shape[0]
         u2 = u3.reshape(N, H * W)
         terms = []
         for k, (dy, dx) in enumerate(offsets):
-            dk = d4[:, k].reshape(N, H * W)
+            dk = d3[k].reshape(N, H * W)
             if transpose:  # both factors are read at the source pixel q - o_k
                 s = -(dy * W + dx)
                 terms.append((dk, s, u2, s, _window(H, W, (-dy, -dx))))

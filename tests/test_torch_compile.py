@@ -147,3 +147,20 @@ def test_inductor_values(name):
 ])
 def test_diffnet_forward_and_backward_compile_with_inductor(dynamic):
     _check_diffnet_training_step("inductor", dynamic)
+
+
+@pytest.mark.slow
+def test_perona_malik_step_compiled_on_the_cpu_equals_the_generic_path(monkeypatch):
+    """``SSDOPS_TORCH_COMPILE_CPU``: the inductor-compiled flux form, values and gradients."""
+    from ssdops.backends import _torch as torch_backend
+
+    monkeypatch.setattr(torch_backend, "COMPILE_ON_CPU", True)
+    u = torch.rand(2, 9, 11, dtype=torch.float64, requires_grad=True)
+    for bc, ghost in (("neumann", None), ("dirichlet", 0.0)):
+        got = ssdops.perona_malik_step(u, dt=0.1, lam=0.2, bc=bc, ghost_gamma=ghost)
+        (grad,) = torch.autograd.grad(got.square().sum(), u)
+        with ssdops.backends.use_generic():
+            want = ssdops.perona_malik_step(u, dt=0.1, lam=0.2, bc=bc, ghost_gamma=ghost)
+            (want_grad,) = torch.autograd.grad(want.square().sum(), u)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)
