@@ -1,10 +1,12 @@
 r"""CuPy fast paths: CUDA kernels from ``backends/cuda/`` (``cupy.RawModule``), one thread per output pixel.
 
-The operations (``o_k = (dy_k, dx_k)``, products only over in-grid neighbours):
+The operations on 2-D (H x W) and 3-D (D x H x W) grids (offsets ``o_k`` of the grid's dimension, products
+only over in-grid neighbours):
 
 - ``ssd_apply``: :math:`(A u)[p] = \sum_k d_k[p]\, u[p + o_k]`;
 - ``ssd_apply_transpose``: :math:`(A^T u)[q] = \sum_k d_k[q - o_k]\, u[q - o_k]`;
-- ``filter_step``: :math:`u + dt\,(\sum_{k<5} z_k[p]\, u[p + o_k] - z_5[p]\, u[p])` (FIVE_POINT);
+- ``filter_step``: :math:`u + dt\,(\sum_{k<2d} z_k[p]\, u[p + o_k] - z_{2d}[p]\, u[p])` (``star(d)``:
+  FIVE_POINT, SEVEN_POINT);
 - ``perona_malik_step``: :math:`u + dt\,L(\gamma)\,u` with :math:`L` = ``divergence_form(gamma, bc,
   ghost_gamma)`` and :math:`\gamma = g(|\nabla_{back} u|^2, \lambda)`, zero Dirichlet ghosts.
 
@@ -24,7 +26,7 @@ when CuPy is installed.
 Why this is fast: each thread reads its K diagonal values and K neighbours and writes one value, so the
 whole operation is a single pass over memory with no temporaries (neighbour reads are coalesced and hit
 the cache of the adjacent threads); the in-grid test per offset is a register comparison, and a diagonal
-value pointing outside is never loaded. The Perona-Malik thread recomputes gamma at its four neighbours
+value pointing outside is never loaded. The Perona-Malik thread recomputes gamma at its 2d neighbours
 instead of storing a gamma image: arithmetic is cheaper than a second pass over memory. Batch axes
 broadcast through a per-operand batch stride (0 for a shared operator or image); only unusual broadcasting
 (a broadcast axis next to a real one) materialises a copy. No gradients: CuPy has no autograd.
@@ -38,6 +40,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ssdops._kernels import maps_ndim
 
 from . import register
 
@@ -84,8 +88,6 @@ DIFFUSIVITY_CODES = {
 # enum Boundary of cuda/stencil.cuh.
 _NEUMANN, _DIRICHLET_EDGE, _DIRICHLET_GHOST = 0, 1, 2
 
-_FIVE_POINT = ((-1, 0), (0, -1), (1, 0), (0, 1), (0, 0))
-
 
 @dataclass(frozen=True)
 class Launch:
@@ -116,11 +118,19 @@ def _suffix(dtype):
         ) from None
 
 
-def _geometry(images, H, W, block):
-    """(images, grid) for one thread per pixel of ``images`` H x W images."""
-    if H * W >= 2**31:
-        raise ValueError(f"the CuPy kernels of ssdops take grids of fewer than 2^31 pixels, got {H} x {W}")
-    return np.int64(images), -(-images * H * W // block)
+def _grid(shape, ndim):
+    """(D, H, W) of the last ``ndim`` (2 or 3) axes of ``shape``: a 2-D grid is one plane, D = 1."""
+    if ndim not in (2, 3):
+        raise ValueError(f"the CuPy kernels of ssdops take 2-D or 3-D grids, got {ndim}-D")
+    return (1,) * (3 - ndim) + tuple(int(n) for n in shape[len(shape) - ndim :])
+
+
+def _geometry(images, grid, block):
+    """(images, grid extents as int32 scalars, number of blocks) for one thread per pixel of ``images``
+    images on the grid (D, H, W)."""
+    if math.prod(grid) >= 2**31:
+        raise ValueError(f"the CuPy kernels of ssdops take grids of fewer than 2^31 pixels, got {grid}")
+    return np.int64(images), tuple(np.int32(n) for n in grid), -(-images * math.prod(grid) // block)
 
 
 def _batch_operand(xp, x, batch, core_ndim):
@@ -141,48 +151,54 @@ def _scalar(xp, value, dtype):
 
 
 def plan_apply(xp, diagonals, offsets, u, transpose, *, block=BLOCK, out=None):
-    """The launch of ``A u`` (``transpose=False``) or ``A^T u``; ``diagonals`` ``(..., K, H, W)``,
-    ``u`` ``(..., H, W)``, batch axes broadcast."""
-    H, W = (int(n) for n in u.shape[-2:])
-    batch = np.broadcast_shapes(tuple(diagonals.shape[:-3]), tuple(u.shape[:-2]))
-    d, d_stride = _batch_operand(xp, diagonals, batch, 3)
-    v, u_stride = _batch_operand(xp, u, batch, 2)
-    oy = xp.asarray([int(o[0]) for o in offsets], dtype=xp.int32)
-    ox = xp.asarray([int(o[1]) for o in offsets], dtype=xp.int32)
-    images, grid = _geometry(math.prod(batch), H, W, block)
+    """The launch of ``A u`` (``transpose=False``) or ``A^T u`` on a 2-D or 3-D grid (the length of the
+    offsets); ``diagonals`` ``(..., K, *grid)``, ``u`` ``(..., *grid)``, batch axes broadcast."""
+    ndim = len(offsets[0])
+    grid = _grid(u.shape, ndim)
+    batch = np.broadcast_shapes(tuple(diagonals.shape[: diagonals.ndim - ndim - 1]),
+                                tuple(u.shape[: u.ndim - ndim]))
+    d, d_stride = _batch_operand(xp, diagonals, batch, ndim + 1)
+    v, u_stride = _batch_operand(xp, u, batch, ndim)
+    # Offsets as (depth, row, column) columns: a 2-D offset has depth 0.
+    oz, oy, ox = (xp.asarray([int(c) for c in column], dtype=xp.int32)
+                  for column in zip(*((0,) * (3 - ndim) + tuple(o) for o in offsets)))
+    images, (D, H, W), blocks = _geometry(math.prod(batch), grid, block)
+    shape = tuple(batch) + tuple(u.shape[u.ndim - ndim :])
     if out is None or not out.flags.c_contiguous:
-        out = xp.empty(tuple(batch) + (H, W), dtype=u.dtype)
-    args = (d, v, oy, ox, np.int32(len(offsets)), np.int32(H), np.int32(W), images, np.int64(d_stride),
-            np.int64(u_stride), np.int32(bool(transpose)), out)
-    return Launch("ssd_apply", _suffix(u.dtype), grid, block, args, out)
+        out = xp.empty(shape, dtype=u.dtype)
+    args = (d, v, oz, oy, ox, np.int32(len(offsets)), D, H, W, images, np.int64(d_stride), np.int64(u_stride),
+            np.int32(bool(transpose)), out)
+    return Launch("ssd_apply", _suffix(u.dtype), blocks, block, args, out)
 
 
 def plan_filter_step(xp, u, zeta, dt, *, block=BLOCK):
-    """The launch of ``u + W_dt(zeta) u``; ``zeta`` ``(..., 5, H, W)``, ``u`` ``(..., H, W)``, ``dt`` a number
-    or a 0-d array."""
-    H, W = (int(n) for n in u.shape[-2:])
-    batch = np.broadcast_shapes(tuple(zeta.shape[:-3]), tuple(u.shape[:-2]))
-    z, z_stride = _batch_operand(xp, zeta, batch, 3)
-    v, u_stride = _batch_operand(xp, u, batch, 2)
-    images, grid = _geometry(math.prod(batch), H, W, block)
-    out = xp.empty(tuple(batch) + (H, W), dtype=u.dtype)
-    args = (z, v, _scalar(xp, dt, u.dtype), np.int32(H), np.int32(W), images, np.int64(z_stride),
+    """The launch of ``u + W_dt(zeta) u``; ``zeta`` ``(..., 2d + 1, *grid)`` (d = 2: ``(..., 5, H, W)``, d = 3:
+    ``(..., 7, D, H, W)``, in ``star(d)`` order), ``u`` ``(..., *grid)``, ``dt`` a number or a 0-d array."""
+    ndim = maps_ndim(zeta, u)
+    grid = _grid(u.shape, ndim)
+    batch = np.broadcast_shapes(tuple(zeta.shape[: zeta.ndim - ndim - 1]), tuple(u.shape[: u.ndim - ndim]))
+    z, z_stride = _batch_operand(xp, zeta, batch, ndim + 1)
+    v, u_stride = _batch_operand(xp, u, batch, ndim)
+    images, (D, H, W), blocks = _geometry(math.prod(batch), grid, block)
+    out = xp.empty(tuple(batch) + tuple(u.shape[u.ndim - ndim :]), dtype=u.dtype)
+    args = (z, v, _scalar(xp, dt, u.dtype), np.int32(ndim), D, H, W, images, np.int64(z_stride),
             np.int64(u_stride), out)
-    return Launch("filter_step", _suffix(u.dtype), grid, block, args, out)
+    return Launch("filter_step", _suffix(u.dtype), blocks, block, args, out)
 
 
-def plan_perona_malik_step(xp, u, dt, lam, diffusivity, bc, ghost_gamma, *, block=BLOCK):
-    """The launch of one explicit Perona-Malik step of ``u`` ``(..., H, W)`` with the named diffusivity."""
+def plan_perona_malik_step(xp, u, dt, lam, diffusivity, bc, ghost_gamma, ndim=2, *, block=BLOCK):
+    """The launch of one explicit Perona-Malik step of ``u`` ``(..., *grid)`` (``ndim`` grid axes, 2 or 3)
+    with the named diffusivity."""
     # Arguments were validated by the core: a built-in diffusivity, bc "neumann" or "dirichlet".
     mode = _NEUMANN if bc == "neumann" else _DIRICHLET_EDGE if ghost_gamma is None else _DIRICHLET_GHOST
-    H, W = (int(n) for n in u.shape[-2:])
-    images, grid = _geometry(math.prod(u.shape[:-2]), H, W, block)
+    grid = _grid(u.shape, ndim)
+    images, (D, H, W), blocks = _geometry(math.prod(u.shape[: u.ndim - ndim]), grid, block)
     out = xp.empty(tuple(u.shape), dtype=u.dtype)
     ghost = 0.0 if ghost_gamma is None else ghost_gamma
     args = (xp.ascontiguousarray(u), _scalar(xp, dt, u.dtype), _scalar(xp, lam, u.dtype),
-            _scalar(xp, ghost, u.dtype), np.int32(H), np.int32(W), images,
+            _scalar(xp, ghost, u.dtype), np.int32(ndim), D, H, W, images,
             np.int32(DIFFUSIVITY_CODES[diffusivity]), np.int32(mode), out)
-    return Launch("perona_malik_step", _suffix(u.dtype), grid, block, args, out)
+    return Launch("perona_malik_step", _suffix(u.dtype), blocks, block, args, out)
 
 
 # --- the launches on the GPU ------------------------------------------------------------------------------
@@ -234,12 +250,12 @@ def filter_step(*, u, zeta, dt):
 
 
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
-    """One explicit Perona-Malik step (see the module docstring); ``ndim`` is 2 (registered for 2-D only)."""
-    return _launch(plan_perona_malik_step(cupy, u, dt, lam, diffusivity, bc, ghost_gamma))
+    """One explicit Perona-Malik step on the last ``ndim`` (2 or 3) axes (see the module docstring)."""
+    return _launch(plan_perona_malik_step(cupy, u, dt, lam, diffusivity, bc, ghost_gamma, ndim))
 
 
 if cupy is not None:
-    # 2-D grids only: for 1-D and 3-D ones the registry answers None and the generic code runs.
+    # 2-D and 3-D grids: for 1-D ones the registry answers None and the generic code runs.
     for _operation, _kernel in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
                                 ("filter_step", filter_step), ("perona_malik_step", perona_malik_step)):
-        register(_operation, "cupy", _kernel, ndims=(2,))
+        register(_operation, "cupy", _kernel, ndims=(2, 3))

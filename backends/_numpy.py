@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-from ssdops._kernels import resolve
+from ssdops._kernels import maps_ndim, perona_malik_diagonals, resolve, star
 
 from . import register
 
@@ -252,9 +252,28 @@ def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     return _apply(diagonals, offsets, u, True, out)
 
 
+def _update(u, dt, product, centre=None):
+    """``u + dt (product - centre * u)`` written over ``product`` (a fresh array of the broadcast shape)."""
+    if centre is not None:
+        np.subtract(product, np.multiply(centre, u), out=product)
+    np.multiply(product, dt, out=product)
+    np.add(product, u, out=product)
+    return product
+
+
 def filter_step(*, u, zeta, dt):
-    """``u + W_dt(zeta) u`` in one blocked pass: the block holds ``z5 u - sum_k z_k u(. + o_k)`` (the
-    centre first covers it), then becomes ``u - dt * block``."""
+    """``u + W_dt(zeta) u``; on images in one blocked pass (below), on signals and volumes as the blocked
+    apply of the 2d neighbour maps followed by the centre term and the update."""
+    ndim = maps_ndim(zeta, u)
+    if ndim != 2:
+        neighbours = _apply(zeta[(..., slice(0, 2 * ndim)) + (slice(None),) * ndim], star(ndim)[:-1], u, False)
+        return _update(u, dt, neighbours, centre=zeta[(..., 2 * ndim) + (slice(None),) * ndim])
+    return _filter_step2(u, zeta, dt)
+
+
+def _filter_step2(u, zeta, dt):
+    """The 2-D filter step in one blocked pass: the block holds ``z5 u - sum_k z_k u(. + o_k)`` (the centre
+    first covers it), then becomes ``u - dt * block``."""
     H, W = u.shape[-2:]
     batch = np.broadcast_shapes(zeta.shape[:-3], u.shape[:-2])
     out = np.empty(batch + (H * W,), dtype=np.result_type(zeta, u))
@@ -289,6 +308,15 @@ def _boundary_face(edge, bc, ghost_gamma, out):
 
 
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
+    """One explicit Perona-Malik step: on images the blocked flux-form kernel below; on signals and volumes
+    the step's diagonals (the generic code) and the blocked apply, updated in place."""
+    if ndim != 2:
+        diagonals = perona_malik_diagonals(np, u, lam, resolve(diffusivity), bc, ghost_gamma, ndim)
+        return _update(u, dt, _apply(diagonals, star(ndim), u, False))
+    return _perona_malik_step2(u, dt, lam, diffusivity, bc, ghost_gamma)
+
+
+def _perona_malik_step2(u, dt, lam, diffusivity, bc, ghost_gamma):
     """One explicit Perona-Malik step, block by block in flux form (see the module docstring).
 
     A block of rows ``[r0, r1)`` reads ``u`` on rows ``r0 - 2 .. r1`` into a padded buffer with one ghost
@@ -367,5 +395,5 @@ def _perona_malik_run(u3, out, dt, lam, g, bc, ghost_gamma, images, n, run):
 
 register("ssd_apply", "numpy", ssd_apply)
 register("ssd_apply_transpose", "numpy", ssd_apply_transpose)
-register("filter_step", "numpy", filter_step, ndims=(2,))
-register("perona_malik_step", "numpy", perona_malik_step, ndims=(2,))
+register("filter_step", "numpy", filter_step)
+register("perona_malik_step", "numpy", perona_malik_step)

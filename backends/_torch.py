@@ -48,7 +48,16 @@ import torch.nn.functional as F
 
 import numpy as np
 
-from ssdops._kernels import apply_generic, apply_transpose_generic, krylov_solve, neighbour_window, resolve
+from ssdops._kernels import (
+    apply_generic,
+    apply_transpose_generic,
+    filter_step_generic,
+    krylov_solve,
+    maps_ndim,
+    neighbour_window,
+    perona_malik_step_generic,
+    resolve,
+)
 
 from . import lookup, register, use_generic
 
@@ -305,9 +314,13 @@ class _FilterStep(torch.autograd.Function):
 
 
 def filter_step(*, u, zeta, dt):
-    """``u + W_dt(zeta) u`` (see the module docstring)."""
+    """``u + W_dt(zeta) u`` (see the module docstring); on signals and volumes under autograd the generic
+    code, which autograd differentiates."""
+    ndim = maps_ndim(zeta, u)
     if _on_host_without_autograd(u, zeta, dt):
-        return _numpy_kernel("filter_step", 2, u=u, zeta=zeta, dt=_number(dt))
+        return _numpy_kernel("filter_step", ndim, u=u, zeta=zeta, dt=_number(dt))
+    if ndim != 2:
+        return filter_step_generic(torch_xp, u, zeta, dt)
     if torch.compiler.is_compiling():
         return _filter_functional(u, zeta, dt)  # as in _product
     return _FilterStep.apply(u, zeta, dt)
@@ -365,12 +378,14 @@ COMPILE_ON_CPU = os.environ.get("SSDOPS_TORCH_COMPILE_CPU", "") not in ("", "0")
 
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
     """One explicit Perona-Malik step (see the module docstring); autograd differentiates it."""
-    if COMPILE_ON_CPU and u.device.type == "cpu" and not torch.compiler.is_compiling() \
+    if ndim == 2 and COMPILE_ON_CPU and u.device.type == "cpu" and not torch.compiler.is_compiling() \
             and not _functorch_wrapped(u, dt, lam):
         return _compiled(_perona_malik)(u, dt, lam, diffusivity, bc, ghost_gamma)
     if _on_host_without_autograd(u, dt, lam, ghost_gamma):
         return _numpy_kernel("perona_malik_step", ndim, u=u, dt=_number(dt), lam=_number(lam), diffusivity=diffusivity,
                              bc=bc, ghost_gamma=_number(ghost_gamma), ndim=ndim)
+    if ndim != 2:  # signals and volumes under autograd: the generic code, differentiated by autograd
+        return perona_malik_step_generic(torch_xp, u, dt, lam, resolve(diffusivity), bc, ghost_gamma, ndim)
     if _fused_on_cuda(u, dt, lam):
         return _compiled(_perona_malik)(u, dt, lam, diffusivity, bc, ghost_gamma)
     return _perona_malik(u, dt, lam, diffusivity, bc, ghost_gamma)
@@ -443,6 +458,6 @@ def implicit_solve(*, u, diagonals, offsets, dt, method, tol, maxiter, on_failur
 
 register("ssd_apply", "torch", ssd_apply)
 register("ssd_apply_transpose", "torch", ssd_apply_transpose)
-register("filter_step", "torch", filter_step, ndims=(2,))
-register("perona_malik_step", "torch", perona_malik_step, ndims=(2,))
+register("filter_step", "torch", filter_step)
+register("perona_malik_step", "torch", perona_malik_step)
 register("implicit_solve", "torch", implicit_solve, ndims=(2,))

@@ -255,6 +255,35 @@ def test_apply_and_transpose_in_1d_and_3d_match_generic(fw):
         assert_close(op.rmatvec(u), apply_transpose_generic(xp, d, offsets, u), "float64")
 
 
+@pytest.mark.parametrize("fw", ["numpy", "torch"])
+@pytest.mark.parametrize("grid", [(9,), (1,), (3, 4, 5), (1, 3, 1)])
+def test_filter_and_perona_malik_kernels_in_1d_and_3d_match_generic(fw, grid):
+    """The NumPy kernels (and PyTorch's, which run them on the host and the generic code under autograd) on
+    signals and volumes, against the generic code; PyTorch's gradients against autograd of the generic code."""
+    xp, asarray = framework(fw)
+    ndim = len(grid)
+    rng = np.random.default_rng(21)
+    u = asarray(rng.standard_normal((2,) + grid))
+    zeta = asarray(rng.standard_normal((2, 2 * ndim + 1) + grid))
+    filter_kernel = backends.lookup("filter_step", xp, ndim)
+    assert filter_kernel is not None and backends.lookup("perona_malik_step", xp, ndim) is not None
+    with backends.use_generic():
+        want_filter = ssdops.filter_step(u, zeta, 0.3)
+    assert_close(filter_kernel(u=u, zeta=zeta, dt=0.3), want_filter, "float64")
+    for bc, ghost in (("neumann", None), ("dirichlet", 0.0), ("dirichlet", 0.7)):
+        with backends.use_generic():
+            want = ssdops.perona_malik_step(u, dt=0.1, lam=0.2, ndim=ndim, bc=bc, ghost_gamma=ghost)
+        got = backends.lookup("perona_malik_step", xp, ndim)(u=u, dt=0.1, lam=0.2, diffusivity="perona_malik", bc=bc,
+                                                             ghost_gamma=ghost, ndim=ndim)
+        assert_close(got, want, "float64")
+    if fw == "torch":
+        from torch.autograd import gradcheck
+
+        leaf = u.clone().requires_grad_()
+        assert gradcheck(lambda v: ssdops.perona_malik_step(v, dt=0.1, lam=0.2, ndim=ndim), (leaf,))
+        assert gradcheck(lambda v, z: ssdops.filter_step(v, z, 0.3), (leaf, zeta.clone().requires_grad_()))
+
+
 def test_numpy_has_3d_and_1d_apply():
     for ndim in (1, 3):
         assert backends.lookup("ssd_apply", np, ndim) is not None

@@ -7,8 +7,9 @@
   (``backends/cuda/emulate.cpp``: loops over blocks and threads with the CUDA index arithmetic), run the
   launch plans of ``backends/_cupy.py`` on NumPy arrays and agree with the generic array-API code
   (``ssdops._kernels``) for every operation, offset set, boundary condition, ``ghost_gamma``, diffusivity,
-  batch broadcast, dtype and odd or degenerate grid. Every array argument sits between NaN guard bands
-  and the output starts as NaN: an out-of-bounds read, an unwritten pixel or a stray write fails a test.
+  batch broadcast, dtype and odd or degenerate grid, on 2-D and 3-D grids. Every array argument sits between
+  NaN guard bands and the output starts as NaN: an out-of-bounds read, an unwritten pixel or a stray write
+  fails a test.
 - The functional forms of ``backends/_torch.py`` that inductor compiles on CUDA, compiled by
   ``torch.compile`` (inductor) for the CPU, agree with the generic code (slow: inductor compiles C++).
 - On a machine with a GPU and CuPy, the GPU runs the same launches and agrees with the emulation.
@@ -16,6 +17,8 @@
 Build products go to a temporary folder per session, never into the repository.
 """
 import ctypes
+import itertools
+import math
 import re
 import shutil
 import subprocess
@@ -33,15 +36,21 @@ from ssdops._kernels import (
     perona_malik_step_generic,
 )
 from ssdops.backends import _cupy
-from ssdops.stencils import FIVE_POINT, NINE_POINT
+from ssdops.stencils import FIVE_POINT, NINE_POINT, SEVEN_POINT, TWENTY_SEVEN_POINT, star
 
 pytestmark = pytest.mark.cuda_cpu
 
 XP = array_api_compat.array_namespace(np.empty(0))
 # Asymmetric, reaching further than the small grids (whole rows or columns of products vanish).
 WIDE = ((0, 0), (-2, 3), (4, -1), (0, -6), (3, 3), (-1, -5))
-OFFSETS = {"five": FIVE_POINT, "nine": NINE_POINT, "wide": WIDE}
-GRIDS = [(1, 1), (1, 9), (9, 1), (7, 5), (12, 17)]
+WIDE_3D = ((0, 0, 0), (-2, 1, 3), (1, -3, -1), (0, 0, -5), (3, 2, 0), (-1, -4, 2), (0, 1, 1))
+OFFSETS = {"five": FIVE_POINT, "nine": NINE_POINT, "wide": WIDE,
+           "seven": SEVEN_POINT, "twenty_seven": TWENTY_SEVEN_POINT, "wide_3d": WIDE_3D}
+# Per grid dimension: single pixels, length-1 axes, odd sizes.
+GRIDS = {2: [(1, 1), (1, 9), (9, 1), (7, 5), (12, 17)], 3: [(1, 1, 1), (1, 3, 4), (3, 1, 5), (4, 5, 6)]}
+EVERY_GRID = GRIDS[2] + GRIDS[3]
+# (offset set, grid) pairs of the same dimension.
+APPLY_CASES = [(name, grid) for name, stencil in OFFSETS.items() for grid in GRIDS[len(stencil[0])]]
 DTYPES = ["float32", "float64"]
 # (operator batch, image batch): none, a shared image, a shared operator, both batched, a broadcast axis
 # next to a real one (a copy), size-1 axes only (stride 0).
@@ -142,20 +151,24 @@ def assert_matches(result, reference, dtype, what):
 def poisoned_diagonals(rng, batch, offsets, grid, dtype):
     """Random diagonals ``batch + (K, H, W)`` with NaN wherever the neighbour lies outside the grid: values
     that are no entries of the matrix, which no kernel may read."""
-    H, W = grid
-    d = rng.uniform(-1.0, 1.0, batch + (len(offsets), H, W))
-    rows, cols = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
-    for k, (dy, dx) in enumerate(offsets):
-        outside = (rows + dy < 0) | (rows + dy >= H) | (cols + dx < 0) | (cols + dx >= W)
-        d[..., k, :, :][..., outside] = np.nan
+    d = rng.uniform(-1.0, 1.0, batch + (len(offsets),) + tuple(grid))
+    coordinates = np.meshgrid(*(np.arange(n) for n in grid), indexing="ij")
+    for k, offset in enumerate(offsets):
+        outside = np.zeros(grid, dtype=bool)
+        for at, o, n in zip(coordinates, offset, grid):
+            outside |= (at + o < 0) | (at + o >= n)
+        d[(..., k) + (slice(None),) * len(grid)][..., outside] = np.nan
     return d.astype(dtype)
+
+
+def grid_id(grid):
+    return "x".join(map(str, grid))
 
 
 # --- ssd_apply, ssd_apply_transpose ----------------------------------------------------------------------
 @pytest.mark.parametrize("transpose", [False, True], ids=["A", "AT"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
-@pytest.mark.parametrize("offsets", OFFSETS, ids=str)
+@pytest.mark.parametrize("offsets, grid", APPLY_CASES, ids=lambda v: v if isinstance(v, str) else grid_id(v))
 def test_apply_matches_generic(emulator, offsets, grid, dtype, transpose):
     rng = np.random.default_rng(seed(offsets, grid, dtype, transpose))
     stencil = OFFSETS[offsets]
@@ -167,15 +180,34 @@ def test_apply_matches_generic(emulator, offsets, grid, dtype, transpose):
         assert_matches(out, generic(XP, d, stencil, u), dtype, f"batches {d_batch} {u_batch}")
 
 
+@pytest.mark.parametrize("stencil, grid", [(NINE_POINT, (7, 5)), (TWENTY_SEVEN_POINT, (3, 5, 4))], ids=["2d", "3d"])
 @pytest.mark.parametrize("block", [1, 7, 32, 1024])
-def test_thread_mapping_any_block_size(emulator, block):
+def test_thread_mapping_any_block_size(emulator, block, stencil, grid):
     """Grids of blocks of any size cover every pixel once: partial last blocks, blocks spanning images."""
     rng = np.random.default_rng(block)
-    d = poisoned_diagonals(rng, (3,), NINE_POINT, (7, 5), "float64")
-    u = rng.standard_normal((3, 7, 5))
-    launch = _cupy.plan_apply(np, d, NINE_POINT, u, False, block=block)
-    assert launch.grid == -(-3 * 7 * 5 // block) and launch.block == block
-    assert_matches(emulate(emulator, launch), apply_generic(XP, d, NINE_POINT, u), "float64", f"block {block}")
+    d = poisoned_diagonals(rng, (3,), stencil, grid, "float64")
+    u = rng.standard_normal((3,) + grid)
+    launch = _cupy.plan_apply(np, d, stencil, u, False, block=block)
+    assert launch.grid == -(-3 * math.prod(grid) // block) and launch.block == block
+    assert_matches(emulate(emulator, launch), apply_generic(XP, d, stencil, u), "float64", f"block {block}")
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["A", "AT"])
+def test_2d_apply_is_3d_apply_of_one_plane(emulator, transpose):
+    """One kernel for both dimensions: a 2-D launch computes, bit for bit, the 3-D launch of the grid as one
+    plane (depth 1, depth offsets 0)."""
+    rng = np.random.default_rng(seed("one plane", transpose))
+    d = poisoned_diagonals(rng, (2,), WIDE, (7, 9), "float32")
+    u = rng.uniform(-1.0, 1.0, (2, 7, 9)).astype("float32")
+    planar = tuple((0,) + o for o in WIDE)
+    out_2d = emulate(emulator, _cupy.plan_apply(np, d, WIDE, u, transpose))
+    out_3d = emulate(emulator, _cupy.plan_apply(np, d[:, :, None], planar, u[:, None], transpose))
+    np.testing.assert_array_equal(out_3d[:, 0], out_2d)
+
+
+def test_other_grid_dimensions_are_refused():
+    with pytest.raises(ValueError, match="2-D or 3-D grids, got 1-D"):
+        _cupy.plan_apply(np, np.ones((3, 8)), ((-1,), (1,), (0,)), np.ones(8), False)
 
 
 def test_empty_batch_launches_nothing():
@@ -190,12 +222,13 @@ def test_unsupported_dtype_is_named():
 
 # --- filter_step ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("grid", GRIDS, ids=lambda g: f"{g[0]}x{g[1]}")
+@pytest.mark.parametrize("grid", EVERY_GRID, ids=grid_id)
 def test_filter_step_matches_generic(emulator, grid, dtype):
+    """FIVE_POINT maps (..., 5, H, W) on 2-D grids, SEVEN_POINT maps (..., 7, D, H, W) on 3-D ones."""
     rng = np.random.default_rng(seed(grid, dtype))
     for z_batch, u_batch in BATCHES:
         for dt in (0.3, np.asarray(-0.7, dtype=dtype)):  # a Python number, a 0-d array
-            zeta = poisoned_diagonals(rng, z_batch, FIVE_POINT, grid, dtype)
+            zeta = poisoned_diagonals(rng, z_batch, star(len(grid)), grid, dtype)
             u = rng.uniform(-1.0, 1.0, u_batch + grid).astype(dtype)
             out = emulate(emulator, _cupy.plan_filter_step(np, u, zeta, dt))
             assert_matches(out, filter_step_generic(XP, u, zeta, dt), dtype, f"batches {z_batch} {u_batch}, dt {dt}")
@@ -207,12 +240,14 @@ def test_filter_step_matches_generic(emulator, grid, dtype):
 @pytest.mark.parametrize("name", DIFFUSIVITIES)
 def test_perona_malik_step_matches_generic(emulator, name, bc, ghost_gamma, dtype):
     rng = np.random.default_rng(seed(name, bc, ghost_gamma, dtype))
-    for grid in GRIDS:
+    for grid in EVERY_GRID:
+        ndim = len(grid)
         for batch in ((), (2, 3)):
-            # lam 0.5 on values in [0, 1]: s2 / lam^2 from 0 to about 8, the whole range of each g.
+            # lam 0.5 on values in [0, 1]: s2 / lam^2 from 0 to about 8 (2-D; 12 in 3-D), the whole range of g.
             u = rng.uniform(0.0, 1.0, batch + grid).astype(dtype)
-            out = emulate(emulator, _cupy.plan_perona_malik_step(np, u, 0.1, 0.5, name, bc, ghost_gamma))
-            reference = perona_malik_step_generic(XP, u, 0.1, 0.5, diffusivities.resolve(name), bc, ghost_gamma)
+            out = emulate(emulator, _cupy.plan_perona_malik_step(np, u, 0.1, 0.5, name, bc, ghost_gamma, ndim))
+            reference = perona_malik_step_generic(XP, u, 0.1, 0.5, diffusivities.resolve(name), bc, ghost_gamma,
+                                                  ndim=ndim)
             assert_matches(out, reference, dtype, f"grid {grid}, batch {batch}")
 
 
@@ -327,18 +362,20 @@ def test_gpu_agrees_with_host_emulation(emulator):
     except cupy.cuda.runtime.CUDARuntimeError:
         pytest.skip("no CUDA device")
     rng = np.random.default_rng(5)
-    for dtype in DTYPES:
-        d = poisoned_diagonals(rng, (2, 1), WIDE, (33, 41), dtype)
-        u = rng.uniform(0.0, 1.0, (1, 3, 33, 41)).astype(dtype)
-        zeta = poisoned_diagonals(rng, (3,), FIVE_POINT, (33, 41), dtype)
+    for dtype, (stencil, grid) in itertools.product(DTYPES, ((WIDE, (33, 41)), (WIDE_3D, (9, 17, 21)))):
+        ndim = len(grid)
+        d = poisoned_diagonals(rng, (2, 1), stencil, grid, dtype)
+        u = rng.uniform(0.0, 1.0, (1, 3) + grid).astype(dtype)
+        zeta = poisoned_diagonals(rng, (3,), star(ndim), grid, dtype)
         # (launch plan, its arguments, the registered kernel, its keyword arguments)
         cases = [
-            (_cupy.plan_apply, (d, WIDE, u, False), _cupy.ssd_apply, dict(diagonals=d, offsets=WIDE, u=u)),
-            (_cupy.plan_apply, (d, WIDE, u, True), _cupy.ssd_apply_transpose, dict(diagonals=d, offsets=WIDE, u=u)),
+            (_cupy.plan_apply, (d, stencil, u, False), _cupy.ssd_apply, dict(diagonals=d, offsets=stencil, u=u)),
+            (_cupy.plan_apply, (d, stencil, u, True), _cupy.ssd_apply_transpose,
+             dict(diagonals=d, offsets=stencil, u=u)),
             (_cupy.plan_filter_step, (u, zeta, 0.3), _cupy.filter_step, dict(u=u, zeta=zeta, dt=0.3)),
         ] + [
-            (_cupy.plan_perona_malik_step, (u, 0.1, 0.5, name, bc, gg), _cupy.perona_malik_step,
-             dict(u=u, dt=0.1, lam=0.5, diffusivity=name, bc=bc, ghost_gamma=gg, ndim=2))
+            (_cupy.plan_perona_malik_step, (u, 0.1, 0.5, name, bc, gg, ndim), _cupy.perona_malik_step,
+             dict(u=u, dt=0.1, lam=0.5, diffusivity=name, bc=bc, ghost_gamma=gg, ndim=ndim))
             for name in DIFFUSIVITIES for bc, gg in BOUNDARIES
         ]
         for plan, plan_args, kernel, kernel_args in cases:
@@ -348,4 +385,4 @@ def test_gpu_agrees_with_host_emulation(emulator):
             # The GPU fuses multiply-adds: agreement to a few roundings of the result's scale.
             eps = np.finfo(dtype).eps
             np.testing.assert_allclose(gpu, host, rtol=64 * eps, atol=64 * eps * max(1.0, float(np.abs(host).max())),
-                                       err_msg=f"{kernel.__name__} {dtype} {plan_args[3:]}")
+                                       err_msg=f"{kernel.__name__} {dtype} {grid} {plan_args[3:]}")
