@@ -37,7 +37,7 @@ implicit_solve            .           adjoint   adjoint      .          .
 dimensions: every kernel takes 2-D grids; every NumPy, PyTorch and JAX kernel also 1-D and 3-D ones
 (NumPy: the blocked apply over the planes, filter and Perona-Malik steps composed from it; PyTorch: those NumPy
 kernels on the CPU without autograd, the generic code under autograd; ``implicit_solve`` 2-D only in PyTorch);
-CuPy and dask 2-D (:func:`register`'s ``ndims``); where a library has no kernel for a dimension,
+CuPy 2-D and 3-D (one CUDA kernel family); dask 2-D (:func:`register`'s ``ndims``); where a library has no kernel for a dimension,
 :func:`lookup` answers ``None`` and the generic code runs.
 
 Adding a kernel: write (or reuse) the generic code in ``ssdops._kernels`` first; implement the protocol in
