@@ -614,6 +614,20 @@ def lookup(name, xp, ndim=2):
     return _REGISTRY.get((name, library))
 
 
+def _numpy_kernel(name, ndim=2):
+    """NumPy's kernel of ``name`` for ``ndim``-D grids, whatever :func:`use_generic` says here: the kernels of
+    libraries whose arrays can lend NumPy their memory (dask blocks, PyTorch CPU tensors) run it. RuntimeError
+    when it is missing (the NumPy backend failed to import: see :class:`BackendImportWarning`)."""
+    import numpy
+
+    with use_generic(False):
+        kernel = lookup(name, numpy, ndim)
+    if kernel is None:
+        raise RuntimeError(f"ssdops.backends: the NumPy kernel {name!r} for {ndim}-D grids is missing "
+                           "(see BackendImportWarning)")
+    return kernel
+
+
 def registered(library=None):
     r"""Every kernel loaded so far, as ``{(operation, library): kernel}``.
 

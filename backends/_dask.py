@@ -32,21 +32,12 @@ import dask.array as da
 import numpy as np
 from array_api_compat import is_dask_array
 
-from . import lookup, register, use_generic
+from . import _numpy_kernel, register
 
 __all__ = ["filter_step", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
 #: The reach of one Perona-Malik step along each axis (see the module docstring).
 PERONA_MALIK_DEPTH = 2
-
-
-def _numpy_kernel(name):
-    """The NumPy fast path of operation ``name``: what every block runs."""
-    with use_generic(False):
-        kernel = lookup(name, np)
-    if kernel is None:
-        raise RuntimeError(f"ssdops.backends: the NumPy kernel {name!r} is missing (see BackendImportWarning)")
-    return kernel
 
 
 def _host_value(v):

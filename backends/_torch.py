@@ -46,8 +46,6 @@ import array_api_compat.torch as torch_xp
 import torch
 import torch.nn.functional as F
 
-import numpy as np
-
 from ssdops._kernels import (
     apply_generic,
     apply_transpose_generic,
@@ -59,7 +57,7 @@ from ssdops._kernels import (
     resolve,
 )
 
-from . import lookup, register, use_generic
+from . import _numpy_kernel, register
 
 __all__ = ["filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
@@ -209,10 +207,9 @@ def _on_host_without_autograd(*values):
     return torch._C._functorch.maybe_current_level() is None
 
 
-def _numpy_kernel(name, grid_ndim, **arguments):
+def _on_host(name, grid_ndim, **arguments):
     """The NumPy kernel ``name`` on host views of the tensor arguments; its result as a tensor (a view)."""
-    with use_generic(False):
-        kernel = lookup(name, np, grid_ndim)
+    kernel = _numpy_kernel(name, grid_ndim)
     host = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in arguments.items()}
     return torch.from_numpy(kernel(**host))
 
@@ -220,7 +217,7 @@ def _numpy_kernel(name, grid_ndim, **arguments):
 def _product(diagonals, offsets, u, transpose, out):
     name = "ssd_apply_transpose" if transpose else "ssd_apply"
     if _on_host_without_autograd(diagonals, u, out):
-        result = _numpy_kernel(name, len(offsets[0]), diagonals=diagonals, offsets=offsets, u=u, out=out)
+        result = _on_host(name, len(offsets[0]), diagonals=diagonals, offsets=offsets, u=u, out=out)
         return result if out is None else out
     if out is not None:
         raise TypeError("out= is not supported while autograd records the product (or under torch.func / "
@@ -318,7 +315,7 @@ def filter_step(*, u, zeta, dt):
     code, which autograd differentiates."""
     ndim = maps_ndim(zeta, u)
     if _on_host_without_autograd(u, zeta, dt):
-        return _numpy_kernel("filter_step", ndim, u=u, zeta=zeta, dt=_number(dt))
+        return _on_host("filter_step", ndim, u=u, zeta=zeta, dt=_number(dt))
     if ndim != 2:
         return filter_step_generic(torch_xp, u, zeta, dt)
     if torch.compiler.is_compiling():
@@ -382,7 +379,7 @@ def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
             and not _functorch_wrapped(u, dt, lam):
         return _compiled(_perona_malik)(u, dt, lam, diffusivity, bc, ghost_gamma)
     if _on_host_without_autograd(u, dt, lam, ghost_gamma):
-        return _numpy_kernel("perona_malik_step", ndim, u=u, dt=_number(dt), lam=_number(lam), diffusivity=diffusivity,
+        return _on_host("perona_malik_step", ndim, u=u, dt=_number(dt), lam=_number(lam), diffusivity=diffusivity,
                              bc=bc, ghost_gamma=_number(ghost_gamma), ndim=ndim)
     if ndim != 2:  # signals and volumes under autograd: the generic code, differentiated by autograd
         return perona_malik_step_generic(torch_xp, u, dt, lam, resolve(diffusivity), bc, ghost_gamma, ndim)

@@ -18,6 +18,7 @@ from array_api_compat import device
 from ._errors import ConvergenceError, ConvergenceWarning
 from .diffusivity import resolve
 from .solvers import bicgstab, cg
+from ._validate import GRID_LETTERS
 from .stencils import CENTRE, FIVE_POINT, centre, star
 
 __all__ = [
@@ -174,14 +175,29 @@ def filter_step_generic(xp, u, zeta, dt):
     return u + dt * s
 
 
+def _broadcastable(a, b):
+    return all(x == y or 1 in (x, y) for x, y in zip(a[::-1], b[::-1]))
+
+
 def maps_ndim(zeta, u):
-    """The grid dimension d of a stack of ``2d + 1`` filter maps ``zeta`` for the image ``u`` (the largest
-    that fits: a 2-D ``(..., 5, H, W)`` stack never reads as 1-D maps)."""
-    for ndim in (3, 2, 1):
-        if zeta.ndim >= ndim + 1 and zeta.shape[-ndim - 1] == 2 * ndim + 1 and \
-                tuple(zeta.shape[-ndim:]) == tuple(u.shape[-ndim:]):
-            return ndim
-    raise ValueError(f"no grid dimension fits filter maps of shape {tuple(zeta.shape)}")
+    """The grid dimension d of the ``2 d + 1`` filter maps ``zeta`` for the image ``u``: the largest d whose
+    map axis holds ``2 d + 1`` maps over a grid of ``u``'s last d axes, the batch axes broadcasting (a 2-D
+    ``(..., 5, H, W)`` stack never reads as 1-D maps); ValueError naming the mismatch otherwise. The public
+    ``filter_step`` and every kernel read d with this one rule."""
+    fits = [d for d in (3, 2, 1) if zeta.ndim >= d + 1 and zeta.shape[-d - 1] == 2 * d + 1]
+    for d in fits:
+        if u.ndim >= d and tuple(u.shape[-d:]) == tuple(zeta.shape[-d:]) and \
+                _broadcastable(tuple(zeta.shape[:-d - 1]), tuple(u.shape[:-d])):
+            return d
+    if fits == [2] or (2 in fits and tuple(u.shape[-2:]) != tuple(zeta.shape[-2:])):
+        d = 2
+        raise ValueError(
+            f"image of shape {tuple(u.shape)} does not match the operator's grid {tuple(zeta.shape[-d:])} "
+            f"(zeta of shape {tuple(zeta.shape)}, read as {2 * d + 1} maps of a {d}-D grid)"
+        )
+    shapes = "; ".join(f"(..., {2 * d + 1}, {GRID_LETTERS[d]}) in {d}-D" for d in (2, 3, 1))
+    raise ValueError(f"zeta must have shape {shapes}, got {tuple(zeta.shape)} for an image of shape "
+                     f"{tuple(u.shape)}")
 
 
 # --- divergence form and Perona-Malik -------------------------------------------------------------

@@ -5,8 +5,8 @@ import math
 
 from . import backends
 from ._array import namespace
-from ._kernels import component, filter_step_generic, zero_outside
-from ._validate import GRID_LETTERS, check_grid, check_operator, check_time, is_concrete, plain_scalar, read_scalars
+from ._kernels import component, filter_step_generic, maps_ndim, zero_outside
+from ._validate import check_grid, check_operator, check_time, is_concrete, plain_scalar, read_scalars
 from .stencils import centre
 
 __all__ = ["explicit_step", "filter_step", "stable_dt", "check_stable_dt"]
@@ -235,33 +235,9 @@ def filter_step(u, zeta, dt):
     """
     xp = namespace(zeta, u)
     dt = plain_scalar(dt)
-    ndim = _maps_dimension(zeta, u)
+    ndim = maps_ndim(zeta, u)
     check_grid(tuple(zeta.shape[-ndim:]), f"zeta of shape {tuple(zeta.shape)}")
     fast = backends.lookup("filter_step", xp, ndim)
     if fast is not None:
         return fast(u=u, zeta=zeta, dt=dt)
     return filter_step_generic(xp, u, zeta, dt)
-
-
-def _broadcastable(a, b):
-    return all(x == y or 1 in (x, y) for x, y in zip(a[::-1], b[::-1]))
-
-
-def _maps_dimension(zeta, u):
-    """The grid dimension d of the ``2 d + 1`` filter maps ``zeta`` for the image ``u``: the largest d whose
-    map axis holds ``2 d + 1`` maps over a grid of ``u``'s last d axes, the batch axes broadcasting; ValueError
-    naming the mismatch otherwise."""
-    fits = [d for d in (3, 2, 1) if zeta.ndim >= d + 1 and zeta.shape[-d - 1] == 2 * d + 1]
-    for d in fits:
-        if u.ndim >= d and tuple(u.shape[-d:]) == tuple(zeta.shape[-d:]) and \
-                _broadcastable(tuple(zeta.shape[:-d - 1]), tuple(u.shape[:-d])):
-            return d
-    if fits == [2] or (2 in fits and tuple(u.shape[-2:]) != tuple(zeta.shape[-2:])):
-        d = 2
-        raise ValueError(
-            f"image of shape {tuple(u.shape)} does not match the operator's grid {tuple(zeta.shape[-d:])} "
-            f"(zeta of shape {tuple(zeta.shape)}, read as {2 * d + 1} maps of a {d}-D grid)"
-        )
-    shapes = "; ".join(f"(..., {2 * d + 1}, {GRID_LETTERS[d]}) in {d}-D" for d in (2, 3, 1))
-    raise ValueError(f"zeta must have shape {shapes}, got {tuple(zeta.shape)} for an image of shape "
-                     f"{tuple(u.shape)}")
