@@ -1,16 +1,23 @@
-r"""``ssdops.backends``: fast paths per array library, and the one dispatch of the package.
+r"""``ssdops.backends``: one adapter per array library, its kernels, and the one dispatch of the package.
 
-The core asks :func:`lookup` for the kernel of an operation on the namespace of its arrays; ``None`` means
-"run the generic array-API code", which is always correct and is the reference every fast path is tested
-against. Kernels are keyed by *library* (``"numpy"``, ``"torch"``, ``"jax"``, ``"cupy"``, ``"dask"``),
-recognised with ``array_api_compat.is_<library>_namespace``, so a NumPy array and its ``array_api_compat``
-wrapper namespace find the same kernels. :func:`use_generic` forces the generic code inside a ``with``
-block (per thread and per asyncio task: a :class:`contextvars.ContextVar`); the environment variable
-``SSDOPS_GENERIC=1`` sets the default for the whole process.
+Everything ssdops knows about an array library lives in one module of this folder, ``_<library>.py``,
+which exposes an :class:`Adapter` as ``ADAPTER`` and registers the library's kernels: recognising its
+arrays, whether code is being traced or compiled, host reads, ``out=`` and memory aliasing, pytree
+registration (PyTorch, JAX), dask's chunks. The core (``ssdops/*.py``) names no framework: it asks
+:func:`adapter_for` an array's adapter and :func:`dispatch` for an operation. :data:`LIBRARIES` is the one
+table of libraries; ``ssdops bench``, ``ssdops compare`` and the tests' ``xp`` fixture read it. A library
+absent from the table (or ``array_api_strict``) gets :data:`GENERIC`: the generic array-API code, which is
+always correct and is the reference every kernel is tested against.
 
-A library's backend module (``ssdops.backends._numpy`` and so on) is imported the first time one of its
-kernels is asked for, so ``import ssdops`` imports no framework. A backend whose framework is not installed
-has no fast paths; a backend that fails to import for any other reason warns once
+:func:`dispatch` runs an operation's kernel when one accepts the case (its grid dimension, dtype, boundary
+condition and diffusivity, declared at :func:`register`; a kernel may also decline by returning
+``NotImplemented``, never by raising) and the generic code otherwise. :func:`use_generic` forces the
+generic code inside a ``with`` block (per thread and per asyncio task: a :class:`contextvars.ContextVar`);
+the environment variable ``SSDOPS_GENERIC=1`` sets the default for the whole process.
+
+An adapter module is imported the first time its library's arrays show up (or, for :func:`is_traced`,
+once its framework is imported), so ``import ssdops`` imports no framework. A module whose framework is
+not installed has no fast paths; one that fails to import for any other reason warns once
 (:class:`BackendImportWarning`, naming the error) and its library runs the generic code: never a silent
 fallback.
 
@@ -35,15 +42,11 @@ implicit_solve            .           adjoint   adjoint      .          .
 
 (``.``: the generic code. "adjoint": differentiable solves whose reverse mode is an adjoint solve.) Grid
 dimensions: every kernel takes 2-D grids; every NumPy, PyTorch and JAX kernel also 1-D and 3-D ones
-(NumPy: the blocked apply over the planes, filter and Perona-Malik steps composed from it; PyTorch: those NumPy
-kernels on the CPU without autograd, the generic code under autograd; ``implicit_solve`` 2-D only in PyTorch);
-CuPy 2-D and 3-D (one CUDA kernel family); dask 2-D (:func:`register`'s ``ndims``); where a library has no kernel for a dimension,
-:func:`lookup` answers ``None`` and the generic code runs.
-
-Adding a kernel: write (or reuse) the generic code in ``ssdops._kernels`` first; implement the protocol in
-the library's module using only ``ssdops._kernels``; :func:`register` it at the module's end; test it
-against the generic code under :func:`use_generic` (``tests/test_backends.py``); add a row to
-``ssdops bench``.
+(NumPy: the blocked apply over the planes, filter and Perona-Malik steps composed from it; PyTorch: those
+NumPy kernels on the CPU without autograd, the generic code under autograd; ``implicit_solve`` 2-D only in
+PyTorch); CuPy 2-D and 3-D grids of float32 / float64 with the built-in diffusivities; dask 2-D. Where no
+kernel accepts a case, the generic code runs. The README's "Architecture" section lists the steps of
+adding a library, a kernel, a diffusivity and a DiffNet task.
 
 Examples
 --------
@@ -63,29 +66,51 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import os
 import sys
 import warnings
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import array_api_compat
 
+if __name__ != "ssdops.backends":
+    # The repository folder backends/ is installed as ssdops.backends; imported under another name (from
+    # a source checkout with the repository root on sys.path) it would be a second registry.
+    raise ImportError(
+        f"the repository folder backends/ is the subpackage ssdops.backends; import it as "
+        f"'ssdops.backends', not as {__name__!r}"
+    )
+
 __all__ = [
+    "DIFFERENTIATION_RULES",
+    "GENERIC",
     "LIBRARIES",
     "OPERATIONS",
-    "DIFFERENTIATION_RULES",
+    "Adapter",
     "BackendImportWarning",
     "FilterStep",
     "ImplicitSolve",
+    "Kernel",
+    "Library",
     "PeronaMalikStep",
     "SSDApply",
+    "adapter_for",
+    "add_library",
+    "compiling",
+    "dispatch",
     "is_generic",
+    "is_traced",
     "library_of",
     "lookup",
     "register",
+    "register_type",
     "registered",
     "use_generic",
 ]
+
+Array = Any
 
 
 class SSDApply(Protocol):
@@ -323,52 +348,212 @@ OPERATIONS = {
     "implicit_solve": ImplicitSolve,
 }
 
-#: Library -> (namespace predicate, top-level module of the framework).
-LIBRARIES = {
-    "numpy": (array_api_compat.is_numpy_namespace, "numpy"),
-    "torch": (array_api_compat.is_torch_namespace, "torch"),
-    "jax": (array_api_compat.is_jax_namespace, "jax"),
-    "cupy": (array_api_compat.is_cupy_namespace, "cupy"),
-    "dask": (array_api_compat.is_dask_namespace, "dask"),
-}
+#: Operations whose kernels are a framework's rule of differentiation (JAX tracing, PyTorch autograd), not
+#: a fast path: :func:`use_generic` keeps them, since the generic Krylov loop reads the host every iteration
+#: and cannot run under ``jax.jit`` nor differentiate by an adjoint solve.
+DIFFERENTIATION_RULES = frozenset({"implicit_solve"})
+
+
+# --- adapters -------------------------------------------------------------------------------------------
+class Adapter:
+    """What ssdops needs to know about one array library; this base class is the generic behaviour.
+
+    A library's module subclasses it and overrides what differs; the base class serves libraries that
+    need nothing special (``array_api_strict``, libraries ssdops does not know: :data:`GENERIC`). Every
+    method takes arrays already recognised as the library's (:attr:`Library.is_array`).
+
+    Parameters
+    ----------
+    name : str
+        The library's name in :data:`LIBRARIES` (``"generic"`` for :data:`GENERIC`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ssdops import backends
+    >>> backends.adapter_for(np.ones(2)).name, backends.GENERIC.shares_memory(1, 1)
+    ('numpy', False)
+    """
+
+    #: ``out=`` can be written (``out[...] = result``); otherwise :meth:`check_out` raises TypeError.
+    writable = True
+    #: Why ``out=`` is refused, for :meth:`check_out`'s message.
+    why_not_writable = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<ssdops.backends adapter {self.name!r}>"
+
+    def is_traced(self, x: Any) -> bool:
+        """Whether the values behind ``x`` cannot (or must not) be read on the host (see :func:`is_traced`)."""
+        return False
+
+    def compiling(self) -> bool:
+        """Whether this library's compiler is tracing the calling code (see :func:`compiling`)."""
+        return False
+
+    def to_numpy(self, x: Array) -> Any:
+        """``x`` as a NumPy array on the host, through DLPack (see :func:`ssdops.to_numpy`)."""
+        import numpy as np
+
+        return np.from_dlpack(x)
+
+    def shares_memory(self, a: Array, b: Array) -> bool:
+        """Whether ``a`` and ``b`` may overlap in memory (``False`` where the library cannot tell)."""
+        return False
+
+    def check_out(self, out: Array) -> None:
+        """TypeError when this library's arrays cannot receive a result through ``out=``."""
+        if not self.writable:
+            raise TypeError(f"out= is not supported for {self.name} arrays ({self.why_not_writable}): use the "
+                            "returned array")
+
+    def write(self, out: Array, result: Array) -> Array:
+        """``out`` holding ``result`` (returned)."""
+        out[...] = result
+        return out
+
+    def register_type(self, cls: type, flatten: Callable, unflatten: Callable) -> bool:
+        """Make ``cls`` a node of the library's pytrees (see :func:`register_type`); ``False``: not now, ask
+        again later (PyTorch cannot register while ``torch.compile`` traces)."""
+        return True
+
+    def chunked_like(self, x: Array, like: Array, ndim: int) -> Array:
+        """``x`` (``(..., K, *grid)``, built for the image ``like``) laid out as ``like`` along the grid:
+        dask's chunks; the array itself elsewhere."""
+        return x
+
+    def whole_grid(self, x: Array, ndim: int, what: str | None = None) -> Array:
+        """``x`` with its last ``ndim`` axes each in one piece (an FFT needs whole axes): ValueError naming
+        ``what`` when they are not, or, for ``what=None``, ``x`` rearranged so (dask's rechunk). The array
+        itself for libraries that hold arrays whole."""
+        return x
+
+    def persist(self, x: Array) -> Array:
+        """``x`` computed once and kept (dask's ``persist``); the array itself elsewhere."""
+        return x
+
+
+#: The adapter of libraries without a module of their own: the generic array-API code, DLPack host reads.
+GENERIC = Adapter("generic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Library:
+    """One row of :data:`LIBRARIES`: an array library and where its adapter lives.
+
+    Parameters
+    ----------
+    name : str
+        The library's name (``"torch"``), as :func:`library_of` answers it.
+    framework : str
+        Its top-level import name; its adapter is imported only once this module is.
+    is_namespace, is_array : callable
+        Predicates recognising the library's namespaces and arrays without importing it
+        (``array_api_compat.is_torch_namespace`` / ``is_torch_array``).
+    load : callable or None
+        Imports and returns the adapter module (``ssdops.backends._torch``, exposing ``ADAPTER`` and
+        registering kernels) with an ``import`` statement: ``torch.compile`` may trace a library's first use,
+        and Dynamo traces ``import`` statements but refuses ``importlib``. ``None``: :data:`GENERIC`.
+    adapter : Adapter, optional
+        The adapter itself, for a library added at run time with :func:`add_library` (no module).
+    benchmarked : bool
+        ``ssdops bench`` times it.
+    compared : tuple of str
+        The framework names ``ssdops compare`` runs it as (``("jax", "jax.jit")``).
+    tested : str
+        The tests' ``xp`` fixture: ``"always"``, ``"gpu"`` (with a GPU only) or ``"never"``.
+    """
+
+    name: str
+    framework: str
+    is_namespace: Callable[[Any], bool]
+    is_array: Callable[[Any], bool]
+    load: Callable[[], Any] | None = None
+    adapter: Adapter | None = None
+    benchmarked: bool = False
+    compared: tuple[str, ...] = ()
+    tested: str = "never"
+
+
+def _is_strict_array(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "array_api_strict"
+
+
+# Each library's adapter module, imported by an import statement (see Library.load).
+def _load_numpy() -> Any:
+    from . import _numpy
+    return _numpy
+
+
+def _load_torch() -> Any:
+    from . import _torch
+    return _torch
+
+
+def _load_jax() -> Any:
+    from . import _jax
+    return _jax
+
+
+def _load_cupy() -> Any:
+    from . import _cupy
+    return _cupy
+
+
+def _load_dask() -> Any:
+    from . import _dask
+    return _dask
+
+
+#: The array libraries, in the order they are recognised. Adding one: its adapter module ``_<name>.py``
+#: here, its loader above and one row (README, "Architecture").
+LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (
+    Library("numpy", "numpy", array_api_compat.is_numpy_namespace, array_api_compat.is_numpy_array,
+            _load_numpy, benchmarked=True, compared=("numpy",), tested="always"),
+    Library("torch", "torch", array_api_compat.is_torch_namespace, array_api_compat.is_torch_array,
+            _load_torch, benchmarked=True, compared=("torch",), tested="always"),
+    Library("jax", "jax", array_api_compat.is_jax_namespace, array_api_compat.is_jax_array,
+            _load_jax, benchmarked=True, compared=("jax", "jax.jit"), tested="always"),
+    Library("cupy", "cupy", array_api_compat.is_cupy_namespace, array_api_compat.is_cupy_array,
+            _load_cupy, benchmarked=True, compared=("cupy",), tested="gpu"),
+    Library("dask", "dask", array_api_compat.is_dask_namespace, array_api_compat.is_dask_array, _load_dask),
+    Library("array_api_strict", "array_api_strict", array_api_compat.is_array_api_strict_namespace,
+            _is_strict_array, compared=("array_api_strict",), tested="always"),
+)}
+
+
+def add_library(library: Library) -> None:
+    """Add a library to :data:`LIBRARIES` at run time (its :attr:`Library.adapter` given, or a module).
+
+    ValueError for a name already in the table. Its arrays then get its adapter and, without kernels of
+    its own, the generic code.
+
+    >>> from ssdops import backends
+    >>> backends.add_library(backends.LIBRARIES["numpy"])
+    Traceback (most recent call last):
+        ...
+    ValueError: library 'numpy' is already in ssdops.backends.LIBRARIES
+    """
+    if library.name in LIBRARIES:
+        raise ValueError(f"library {library.name!r} is already in ssdops.backends.LIBRARIES")
+    LIBRARIES[library.name] = library
+    if library.adapter is not None:
+        _install(library.name, library.adapter)
 
 
 class BackendImportWarning(RuntimeWarning):
     r"""A backend module failed to import for a reason other than its framework being absent.
 
-    Issued once per library by :func:`lookup` (or :func:`registered`) on the library's first use; that
-    library's arrays then run the generic array-API code (slower, same results): never a silent fallback.
-    The message names the library and the import error.
-
-    Raises
-    ------
-    BackendImportWarning
-        Only where the warning filter turns it into an exception (``warnings.simplefilter("error")``,
-        ``pytest -W error``); otherwise it is issued, not raised.
-
-    See Also
-    --------
-    lookup : Loads the backends.
-    use_generic : Forces the generic code on purpose.
-
-    Notes
-    -----
-    For an operation :math:`n` of a library :math:`\ell` whose backend failed to import,
-    :math:`\mathrm{lookup}(n, \ell) = \text{None}`: the core runs the generic kernels of
-    ``ssdops._kernels``, the reference every fast path is tested against. A framework that is not installed
-    at all (``ModuleNotFoundError`` for the framework itself) is not reported.
-
-    References
-    ----------
-    .. [1] Python documentation, "warnings: Warning control",
-           https://docs.python.org/3/library/warnings.html.
+    Issued once per library on the library's first use; that library's arrays then run the generic
+    array-API code (slower, same results) with the :data:`GENERIC` adapter: never a silent fallback.
 
     Examples
     --------
     >>> import warnings
     >>> from ssdops import backends
-    >>> issubclass(backends.BackendImportWarning, RuntimeWarning)
-    True
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("error", backends.BackendImportWarning)   # a broken backend fails loudly
     ...     kernels = backends.registered("numpy")
@@ -377,109 +562,195 @@ class BackendImportWarning(RuntimeWarning):
     """
 
 
-#: Operations whose kernels are a framework's rule of differentiation (JAX tracing, PyTorch autograd), not
-#: a fast path: :func:`use_generic` keeps them, since the generic Krylov loop reads the host every iteration
-#: and cannot run under ``jax.jit`` nor differentiate by an adjoint solve.
-DIFFERENTIATION_RULES = frozenset({"implicit_solve"})
-
-_REGISTRY: dict[tuple[str, str], object] = {}
-_NDIMS: dict[tuple[str, str], tuple[int, ...]] = {}
+_ADAPTERS: dict[str, Adapter] = {}
+_ACTIVE: list[Adapter] = []  # the adapters loaded, in table order: asked by is_traced and compiling
+_TYPES: list[tuple[type, Callable, Callable]] = []
+_PENDING: list[tuple[Adapter, type, Callable, Callable]] = []
 _LOADED: set[str] = set()
 _GENERIC = contextvars.ContextVar(
     "ssdops_generic", default=os.environ.get("SSDOPS_GENERIC", "") not in ("", "0")
 )
 
 
-def library_of(xp) -> str | None:
+def _import(library: str) -> Adapter:
+    """Import the adapter module of ``library`` (registering its kernels) and return its ``ADAPTER``."""
+    if LIBRARIES[library].load is None:
+        return GENERIC
+    return LIBRARIES[library].load().ADAPTER
+
+
+def _load(library: str) -> Adapter:
+    """The adapter of ``library``, its module imported on the first call (see the module docstring)."""
+    adapter = _ADAPTERS.get(library)
+    if adapter is not None:
+        return adapter
+    if library in _LOADED:
+        return GENERIC
+    _LOADED.add(library)
+    entry = LIBRARIES[library]
+    adapter = GENERIC
+    try:
+        adapter = entry.adapter or _import(library)
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] != entry.framework:
+            _warn_import(library, err)
+        # else: the framework is not installed, generic code only
+    except Exception as err:  # noqa: BLE001 - any other failure is reported, never swallowed
+        _warn_import(library, err)
+    if adapter is not GENERIC:
+        _install(library, adapter)
+    return adapter
+
+
+def _install(library: str, adapter: Adapter) -> None:
+    _ADAPTERS[library] = adapter
+    _LOADED.add(library)
+    _ACTIVE[:] = [_ADAPTERS[name] for name in LIBRARIES if name in _ADAPTERS]
+    for cls, flatten, unflatten in _TYPES:
+        if not adapter.register_type(cls, flatten, unflatten):
+            _PENDING.append((adapter, cls, flatten, unflatten))
+
+
+def _warn_import(library: str, err: BaseException) -> None:
+    warnings.warn(
+        f"ssdops.backends: the {library} backend failed to import ({type(err).__name__}: {err}); "
+        f"{library} arrays run the generic array-API code (slower, same results)",
+        BackendImportWarning,
+        stacklevel=5,
+    )
+
+
+def _active() -> list[Adapter]:
+    """The adapters of every framework imported so far (loading those not asked for yet)."""
+    for entry in LIBRARIES.values():
+        if entry.name not in _LOADED and entry.load is not None and \
+                sys.modules.get(entry.framework) is not None:
+            _load(entry.name)
+    if _PENDING and not _compiling_loaded():
+        for item in list(_PENDING):
+            if item[0].register_type(*item[1:]):
+                _PENDING.remove(item)
+    return _ACTIVE
+
+
+def _compiling_loaded() -> bool:
+    return any(adapter.compiling() for adapter in _ACTIVE)
+
+
+def library_of(xp: Any) -> str | None:
     r"""The library of namespace ``xp`` (a key of :data:`LIBRARIES`), or ``None`` for any other.
 
-    Parameters
-    ----------
-    xp : module
-        An array namespace: the library's module (``numpy``, ``torch``, ``jax.numpy``, ...) or its
-        ``array_api_compat`` wrapper.
+    Recognised with the table's predicates (``array_api_compat.is_<library>_namespace``), so a library's
+    module and its ``array_api_compat`` wrapper namespace are the same library.
 
-    Returns
-    -------
-    str or None
-        ``"numpy"``, ``"torch"``, ``"jax"``, ``"cupy"`` or ``"dask"``; ``None`` for any other namespace
-        (``array_api_strict``, for example: the generic code runs there).
-
-    Raises
-    ------
-    AttributeError
-        If ``xp`` is not a module-like namespace (it has no ``__name__``).
-
-    See Also
-    --------
-    lookup : Uses it to pick the kernels.
-    LIBRARIES : The libraries and their predicates.
-
-    Notes
-    -----
-    Recognised with ``array_api_compat.is_<library>_namespace``, so a NumPy array and its
-    ``array_api_compat`` wrapper namespace find the same kernels: for a namespace :math:`x_p`,
-    :math:`\mathrm{library\_of}(x_p) = \ell` for the first library :math:`\ell` whose predicate holds.
-
-    References
-    ----------
-    .. [1] Consortium for Python Data API Standards, "Python array API standard", version 2023.12,
-           https://data-apis.org/array-api/.
-
-    Examples
-    --------
     >>> import numpy as np
     >>> from array_api_compat import array_namespace
     >>> from ssdops import backends
     >>> backends.library_of(np), backends.library_of(array_namespace(np.ones(2)))
     ('numpy', 'numpy')
     """
-    for library, (is_library, _) in LIBRARIES.items():
-        if is_library(xp):
-            return library
+    for entry in LIBRARIES.values():
+        if entry.is_namespace(xp):
+            return entry.name
     return None
 
 
-def _import(library):
-    # Import statements, not importlib: torch.compile traces a first lookup that runs these.
-    if library == "numpy":
-        from . import _numpy  # noqa: F401
-    elif library == "torch":
-        from . import _torch  # noqa: F401
-    elif library == "jax":
-        from . import _jax  # noqa: F401
-    elif library == "cupy":
-        from . import _cupy  # noqa: F401
-    elif library == "dask":
-        from . import _dask  # noqa: F401
+def adapter_for(x: Any) -> Adapter:
+    """The :class:`Adapter` of array ``x``'s library (:data:`GENERIC` for a library not in the table).
+
+    >>> import numpy as np
+    >>> from ssdops import backends
+    >>> backends.adapter_for(np.zeros(1)).name, backends.adapter_for([1.0]) is backends.GENERIC
+    ('numpy', True)
+    """
+    for entry in LIBRARIES.values():
+        if entry.is_array(x):
+            return _load(entry.name)
+    return GENERIC
 
 
-def _load(library):
-    if library in _LOADED:
+def is_traced(x: Any) -> bool:
+    """Whether the values behind ``x`` cannot (or must not) be read on the host, so value checks that need
+    them (finite values, stability limits, ``lam > 0``, a Krylov loop's convergence test) are skipped.
+
+    Every imported framework's adapter is asked: a JAX tracer (under ``jit``, ``grad``, ``vmap``); a
+    PyTorch tensor wrapped by a ``torch.func`` transform, and anything at all while a ``torch.func``
+    transform runs or ``torch.compile`` traces (Python numbers included: a check on a number would be baked
+    into the graph).
+
+    >>> import numpy as np
+    >>> from ssdops import backends
+    >>> backends.is_traced(np.ones(2)), backends.is_traced(0.5)
+    (False, False)
+    """
+    return any(adapter.is_traced(x) for adapter in _active())
+
+
+def compiling() -> bool:
+    """Whether a framework's compiler (``torch.compile``) is tracing the calling code.
+
+    >>> from ssdops import backends
+    >>> backends.compiling()
+    False
+    """
+    return any(adapter.compiling() for adapter in _active())
+
+
+def register_type(cls: type, flatten: Callable, unflatten: Callable) -> None:
+    """Register ``cls`` as a pytree node in every library that has pytrees (PyTorch, JAX), now and as
+    their adapters load.
+
+    ``flatten(obj)`` returns ``(children, aux)``: a tuple of arrays and hashable static data;
+    ``unflatten(aux, children)`` rebuilds the object (children may be anything a transform puts there:
+    tracers, batched tensors, ``None``, integers of ``in_dims``). :class:`ssdops.SSD` is registered so.
+    """
+    entry = (cls, flatten, unflatten)
+    if entry in _TYPES:
         return
-    _LOADED.add(library)
-    try:
-        _import(library)
-    except ModuleNotFoundError as err:
-        framework = LIBRARIES[library][1]
-        if err.name is not None and err.name.split(".")[0] == framework:
-            return  # the framework is not installed: generic code only
-        _warn_import(library, err)
-    except Exception as err:  # noqa: BLE001 - any other failure is reported, never swallowed
-        _warn_import(library, err)
+    _TYPES.append(entry)
+    for adapter in list(_ADAPTERS.values()):
+        if not adapter.register_type(cls, flatten, unflatten):
+            _PENDING.append((adapter, cls, flatten, unflatten))
 
 
-def _warn_import(library, err):
-    warnings.warn(
-        f"ssdops.backends: the {library} backend failed to import ({type(err).__name__}: {err}); "
-        f"{library} arrays run the generic array-API code (slower, same results)",
-        BackendImportWarning,
-        stacklevel=4,
-    )
+# --- kernels and dispatch -------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A kernel and the cases it takes (``None``: any), as :func:`register` records it.
+
+    A case outside the declaration never reaches the kernel; a kernel may also decline a case it finds
+    out about late by returning ``NotImplemented`` (the generic code then runs). It never raises for a case
+    it lacks.
+    """
+
+    operation: str
+    library: str
+    function: Callable[..., Any]
+    ndims: tuple[int, ...] = (1, 2, 3)
+    dtypes: tuple[str, ...] | None = None
+    bcs: tuple[str, ...] | None = None
+    diffusivities: tuple[str, ...] | None = None
+
+    def accepts(self, ndim: int, dtype: Any = None, bc: str | None = None, diffusivity: str | None = None) -> bool:
+        """Whether the case (grid dimension, dtype, boundary condition, diffusivity name) is declared."""
+        return (ndim in self.ndims
+                and (dtype is None or self.dtypes is None or dtype_name(dtype) in self.dtypes)
+                and (bc is None or self.bcs is None or bc in self.bcs)
+                and (diffusivity is None or self.diffusivities is None or diffusivity in self.diffusivities))
 
 
-def register(name, library, kernel, *, ndims=(1, 2, 3)):
-    r"""Register ``kernel`` as the fast path of operation ``name`` for ``library``.
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for every library's float32 (``torch.float32``, ``numpy.float32``, ``dtype('float32')``)."""
+    return str(dtype).rsplit(".", 1)[-1]
+
+
+_REGISTRY: dict[tuple[str, str], Kernel] = {}
+
+
+def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tuple[int, ...] = (1, 2, 3),
+             dtypes: tuple[str, ...] | None = None, bcs: tuple[str, ...] | None = None,
+             diffusivities: tuple[str, ...] | None = None) -> None:
+    r"""Register ``kernel`` as the fast path of operation ``name`` for ``library``, for the cases declared.
 
     One registration per (operation, library); registering the same kernel again is allowed.
 
@@ -492,7 +763,9 @@ def register(name, library, kernel, *, ndims=(1, 2, 3)):
     kernel : callable
         The kernel, following the operation's protocol (called with keywords).
     ndims : tuple of int, default (1, 2, 3)
-        The grid dimensions the kernel takes; :func:`lookup` answers ``None`` for the others.
+        The grid dimensions the kernel takes.
+    dtypes, bcs, diffusivities : tuple of str, optional
+        The dtype names (``"float32"``), boundary conditions and diffusivity names it takes (default: all).
 
     Raises
     ------
@@ -500,99 +773,33 @@ def register(name, library, kernel, *, ndims=(1, 2, 3)):
         For an unknown ``name`` or ``library``, or a different kernel registered before for
         (``name``, ``library``).
 
-    See Also
-    --------
-    lookup : Finds a registered kernel.
-    registered : Lists the registered kernels.
-
-    Notes
-    -----
-    The registry maps :math:`(\mathrm{name}, \mathrm{library}) \mapsto (\mathrm{kernel}, \mathrm{ndims})`.
-    A backend module registers its kernels at its end; write the generic code in ``ssdops._kernels`` first and
-    test the kernel against it under :func:`use_generic`.
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.3.1 (the operations these kernels implement).
-
     Examples
     --------
     >>> from ssdops import backends
     >>> backends.register("ssd_apply", "fortran", print)
     Traceback (most recent call last):
         ...
-    ValueError: unknown library 'fortran': one of ('numpy', 'torch', 'jax', 'cupy', 'dask')
+    ValueError: unknown library 'fortran': one of ('numpy', 'torch', 'jax', 'cupy', 'dask', 'array_api_strict')
     """
     if name not in OPERATIONS:
         raise ValueError(f"unknown operation {name!r}: one of {tuple(OPERATIONS)}")
     if library not in LIBRARIES:
         raise ValueError(f"unknown library {library!r}: one of {tuple(LIBRARIES)}")
     previous = _REGISTRY.get((name, library))
-    if previous is not None and previous is not kernel:
-        raise ValueError(f"{name!r} already has a kernel for {library!r}: {previous!r}")
-    _REGISTRY[(name, library)] = kernel
-    _NDIMS[(name, library)] = tuple(ndims)
+    if previous is not None and previous.function is not kernel:
+        raise ValueError(f"{name!r} already has a kernel for {library!r}: {previous.function!r}")
+    _REGISTRY[(name, library)] = Kernel(name, library, kernel, tuple(ndims), dtypes, bcs, diffusivities)
 
 
-def _torch_compiling():
-    torch = sys.modules.get("torch")
-    return torch is not None and torch.compiler.is_compiling()
-
-
-def lookup(name, xp, ndim=2):
-    r"""The fast path of operation ``name`` on namespace ``xp`` for a ``ndim``-dimensional grid, or ``None``.
+def lookup(name: str, xp: Any, ndim: int = 2, *, dtype: Any = None, bc: str | None = None,
+           diffusivity: str | None = None) -> Callable[..., Any] | None:
+    r"""The kernel of operation ``name`` on namespace ``xp`` that accepts the case, or ``None``.
 
     ``None`` means "run the generic code": inside :func:`use_generic` (except for the
-    :data:`DIFFERENTIATION_RULES`), for a library without a kernel for the operation or the dimension, and
-    for a library ssdops has no backend for. A library's backend module is imported on its first lookup.
-    Inside code that ``torch.compile`` traces, the :func:`use_generic` switch is not read (Dynamo cannot
-    trace a :class:`contextvars.ContextVar`): compiled code always uses the fast paths.
-
-    Parameters
-    ----------
-    name : str
-        The operation, a key of :data:`OPERATIONS` (an unknown name finds nothing).
-    xp : module
-        The array namespace of the arguments.
-    ndim : int, default 2
-        The grid dimension of the call.
-
-    Returns
-    -------
-    callable or None
-        The registered kernel, called with keywords in its protocol's signature, or ``None``.
-
-    Raises
-    ------
-    AttributeError
-        If ``xp`` is not a module-like namespace (see :func:`library_of`).
-
-    Warns
-    -----
-    BackendImportWarning
-        Once per library, when its backend module fails to import for a reason other than its framework
-        being absent (that library then runs the generic code).
-
-    See Also
-    --------
-    register : Adds a kernel.
-    use_generic : Forces the generic code.
-
-    Notes
-    -----
-    The dispatch rule:
-
-    .. math::
-
-       \mathrm{lookup}(n, x_p, d) = \begin{cases} \text{None} & \text{generic forced and } n \notin
-       \text{DIFFERENTIATION\_RULES}, \\ \mathrm{kernel}(n, \ell) & d \in \mathrm{ndims}(n, \ell), \\
-       \text{None} & \text{otherwise}, \end{cases} \qquad \ell = \mathrm{library\_of}(x_p).
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.3.1.
+    :data:`DIFFERENTIATION_RULES`), for a library without a kernel for the operation or the case, and for a
+    library ssdops has no backend for. Inside code that ``torch.compile`` traces, the :func:`use_generic`
+    switch is not read (Dynamo cannot trace a :class:`contextvars.ContextVar`): compiled code always uses
+    the fast paths.
 
     Examples
     --------
@@ -603,18 +810,42 @@ def lookup(name, xp, ndim=2):
     >>> backends.lookup("ssd_apply", np, ndim=4) is None      # no kernel takes 4-D grids
     True
     """
-    if name not in DIFFERENTIATION_RULES and not _torch_compiling() and _GENERIC.get():
+    if name not in DIFFERENTIATION_RULES and not compiling() and _GENERIC.get():
         return None
     library = library_of(xp)
     if library is None:
         return None
     _load(library)
-    if ndim not in _NDIMS.get((name, library), ()):
+    kernel = _REGISTRY.get((name, library))
+    if kernel is None or not kernel.accepts(ndim, dtype, bc, diffusivity):
         return None
-    return _REGISTRY.get((name, library))
+    return kernel.function
 
 
-def _numpy_kernel(name, ndim=2):
+def dispatch(name: str, xp: Any, generic: Callable[[], Any], arguments: dict[str, Any], *, ndim: int,
+             dtype: Any = None, bc: str | None = None, diffusivity: str | None = None) -> Any:
+    """Operation ``name``: ``kernel(**arguments)``, the kernel of ``xp``'s library for the case (grid
+    dimension ``ndim``, ``dtype``, ``bc``, ``diffusivity`` name) where one accepts it, else (or when the
+    kernel returns ``NotImplemented``) ``generic()``. Every call site of the core dispatches so.
+
+    >>> import numpy as np, ssdops
+    >>> from ssdops import backends
+    >>> L, u = ssdops.laplacian((3, 3)), np.ones((3, 3))
+    >>> arguments = dict(diagonals=L.diagonals, offsets=L.offsets, u=u)
+    >>> bool(np.allclose(backends.dispatch("ssd_apply", np, lambda: "generic", arguments, ndim=2), L @ u))
+    True
+    >>> backends.dispatch("ssd_apply", np, lambda: "generic", arguments, ndim=4)     # no kernel for 4-D
+    'generic'
+    """
+    kernel = lookup(name, xp, ndim, dtype=dtype, bc=bc, diffusivity=diffusivity)
+    if kernel is not None:
+        result = kernel(**arguments)
+        if result is not NotImplemented:
+            return result
+    return generic()
+
+
+def _numpy_kernel(name: str, ndim: int = 2) -> Callable[..., Any]:
     """NumPy's kernel of ``name`` for ``ndim``-D grids, whatever :func:`use_generic` says here: the kernels of
     libraries whose arrays can lend NumPy their memory (dask blocks, PyTorch CPU tensors) run it. RuntimeError
     when it is missing (the NumPy backend failed to import: see :class:`BackendImportWarning`)."""
@@ -628,46 +859,21 @@ def _numpy_kernel(name, ndim=2):
     return kernel
 
 
-def registered(library=None):
-    r"""Every kernel loaded so far, as ``{(operation, library): kernel}``.
+def registered(library: str | None = None) -> dict[tuple[str, str], Callable[..., Any]]:
+    r"""Every kernel loaded so far (of ``library`` only, after loading its adapter), as
+    ``{(operation, library): kernel}``.
 
-    Parameters
-    ----------
-    library : str, optional
-        Only the kernels of this library (a key of :data:`LIBRARIES`), after loading its backend.
-
-    Returns
-    -------
-    dict
-        ``{(operation, library): kernel}``; empty for a library without kernels.
-
-    Raises
-    ------
-    BackendImportWarning
-        Only where warnings are errors (``warnings.simplefilter("error")``): issued, not raised, when the
-        backend of ``library`` fails to import for a reason other than its framework being absent.
-
-    See Also
-    --------
-    register : Adds a kernel.
-    lookup : The kernel one call gets.
-
-    Notes
-    -----
-    The keys are the pairs :math:`(\mathrm{operation}, \mathrm{library})` of :func:`register`; a backend is
-    loaded on demand, so without ``library`` only the backends used so far are listed.
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.3.1.
-
-    Examples
-    --------
     >>> from ssdops import backends
     >>> sorted(op for op, library in backends.registered("numpy"))
     ['filter_step', 'perona_malik_step', 'ssd_apply', 'ssd_apply_transpose']
     """
+    if library is not None:
+        _load(library)
+    return {key: k.function for key, k in _REGISTRY.items() if library is None or key[1] == library}
+
+
+def declarations(library: str | None = None) -> dict[tuple[str, str], Kernel]:
+    """The :class:`Kernel` records behind :func:`registered`: each kernel with the cases it declares."""
     if library is not None:
         _load(library)
     return {key: k for key, k in _REGISTRY.items() if library is None or key[1] == library}
@@ -676,32 +882,6 @@ def registered(library=None):
 def is_generic() -> bool:
     r"""Whether the generic code is forced here (inside :func:`use_generic`, or by ``SSDOPS_GENERIC=1``).
 
-    Returns
-    -------
-    bool
-        The switch of the current thread or asyncio task.
-
-    Raises
-    ------
-    None
-        Never raises: it reads a :class:`contextvars.ContextVar`.
-
-    See Also
-    --------
-    use_generic : Sets the switch.
-
-    Notes
-    -----
-    The switch :math:`s \in \{\mathrm{True}, \mathrm{False}\}` defaults to ``SSDOPS_GENERIC`` not in
-    ``("", "0")`` and is set per thread and per asyncio task by :func:`use_generic`.
-
-    References
-    ----------
-    .. [1] Python documentation, "contextvars: Context Variables",
-           https://docs.python.org/3/library/contextvars.html.
-
-    Examples
-    --------
     >>> from ssdops import backends
     >>> with backends.use_generic():
     ...     backends.is_generic()
@@ -711,43 +891,14 @@ def is_generic() -> bool:
 
 
 @contextlib.contextmanager
-def use_generic(flag: bool = True):
-    r"""Inside the ``with`` block, force or release the generic array-API path.
+def use_generic(flag: bool = True) -> Iterator[None]:
+    r"""Inside the ``with`` block, force (``flag=True``) or release the generic array-API path.
 
     Every operation except the :data:`DIFFERENTIATION_RULES` then runs the generic code, the reference the
-    fast paths are tested against; the results agree to rounding.
-
-    Parameters
-    ----------
-    flag : bool, default True
-        ``True`` forces the generic code; ``False`` releases it (inside an outer ``use_generic()`` or with
-        ``SSDOPS_GENERIC=1``).
-
-    Yields
-    ------
-    None
-        The switch holds inside the block and is reset on leaving it, also on an exception.
-
-    Raises
-    ------
-    ValueError
-        If ``bool(flag)`` does (an array of several elements, for example); raised on entering the block.
-
-    See Also
-    --------
-    is_generic : Reads the switch.
-    lookup : Answers ``None`` while the switch is on.
-
-    Notes
-    -----
-    The switch is a :class:`contextvars.ContextVar`: per thread and per asyncio task. Code traced by
-    ``torch.compile`` does not read it. For an operation :math:`n` outside the differentiation rules,
-    :math:`\mathrm{lookup}(n, \cdot) = \text{None}` inside the block.
-
-    References
-    ----------
-    .. [1] Python documentation, "contextvars: Context Variables",
-           https://docs.python.org/3/library/contextvars.html.
+    fast paths are tested against; the results agree to rounding. The switch is a
+    :class:`contextvars.ContextVar` (per thread and per asyncio task), reset on leaving the block; code
+    traced by ``torch.compile`` does not read it. A call without ``with`` does nothing (a test checks that
+    the repository has none).
 
     Examples
     --------

@@ -43,7 +43,7 @@ import numpy as np
 
 from ssdops._kernels import maps_ndim
 
-from . import register
+from . import Adapter, register
 
 try:
     import cupy
@@ -51,6 +51,7 @@ except ModuleNotFoundError:  # the launch plans still import (the tests run them
     cupy = None
 
 __all__ = [
+    "ADAPTER",
     "CUDA_DIR",
     "kernel_source",
     "KERNEL_OPERATIONS",
@@ -254,8 +255,22 @@ def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
     return _launch(plan_perona_malik_step(cupy, u, dt, lam, diffusivity, bc, ghost_gamma, ndim))
 
 
+class CupyAdapter(Adapter):
+    """CuPy: host reads by ``.get()``; ``out=`` written; aliasing by ``cupy.may_share_memory``."""
+
+    def to_numpy(self, x):
+        return x.get()
+
+    def shares_memory(self, a, b):
+        return bool(cupy.may_share_memory(a, b))
+
+
+ADAPTER = CupyAdapter("cupy")
+
 if cupy is not None:
-    # 2-D and 3-D grids: for 1-D ones the registry answers None and the generic code runs.
+    # 2-D and 3-D grids of float32 / float64 with the built-in diffusivities (the CUDA kernels' cases): for
+    # any other case the registry answers None and the generic code runs.
     for _operation, _kernel in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
                                 ("filter_step", filter_step), ("perona_malik_step", perona_malik_step)):
-        register(_operation, "cupy", _kernel, ndims=(2, 3))
+        register(_operation, "cupy", _kernel, ndims=(2, 3), dtypes=tuple(SUFFIXES),
+                 diffusivities=tuple(DIFFUSIVITY_CODES) if _operation == "perona_malik_step" else None)

@@ -32,9 +32,9 @@ import dask.array as da
 import numpy as np
 from array_api_compat import is_dask_array
 
-from . import _numpy_kernel, register
+from . import Adapter, _numpy_kernel, register
 
-__all__ = ["filter_step", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
+__all__ = ["ADAPTER", "filter_step", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
 #: The reach of one Perona-Malik step along each axis (see the module docstring).
 PERONA_MALIK_DEPTH = 2
@@ -105,20 +105,13 @@ def _reach(offsets):
     return tuple(max(abs(o[axis]) for o in offsets) for axis in (0, 1))
 
 
-def _lazy(out):
-    if out is not None:
-        raise TypeError("out= is not supported for dask arrays (the result is a lazy graph): use the returned array")
-
-
 def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` chunk by chunk (see the module docstring)."""
-    _lazy(out)
     return _stencil_map("ssd_apply", u, ("diagonals", diagonals), _reach(offsets), offsets=offsets)
 
 
 def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` chunk by chunk (see the module docstring)."""
-    _lazy(out)
     return _stencil_map("ssd_apply_transpose", u, ("diagonals", diagonals), _reach(offsets), offsets=offsets)
 
 
@@ -134,6 +127,42 @@ def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
         diffusivity=diffusivity, bc=bc, ghost_gamma=_host_value(ghost_gamma), ndim=ndim,
     )
 
+
+class DaskAdapter(Adapter):
+    """dask: lazy arrays (no ``out=``), read by computing the graph; diagonals chunked like their image;
+    whole grid axes for FFTs."""
+
+    writable = False
+    why_not_writable = "the result is a lazy graph"
+
+    def to_numpy(self, x):
+        return np.asarray(x.compute())
+
+    def chunked_like(self, x, like, ndim):
+        """``x`` rechunked to ``like``'s grid chunks, the offset axis in one chunk, so that stencil kernels
+        need no rechunk."""
+        if not (is_dask_array(like) and is_dask_array(x)):
+            return x
+        chunks = {x.ndim - ndim - 1: -1}
+        chunks.update({x.ndim - ndim + i: c for i, c in enumerate(like.chunks[-ndim:])})
+        return x.rechunk(chunks)
+
+    def whole_grid(self, x, ndim, what=None):
+        if what is None:
+            return x.rechunk({axis % x.ndim: -1 for axis in range(-ndim, 0)})
+        if any(len(c) > 1 for c in x.chunks[-ndim:]):
+            raise ValueError(
+                f"{what} need the whole grid in one dask chunk, got chunks {x.chunks[-ndim:]}: rechunk the "
+                "image (u.rechunk({-2: -1, -1: -1})) or use method=\"cg\" (implicit_step) / "
+                "method=\"implicit\" (heat)"
+            )
+        return x
+
+    def persist(self, x):
+        return x.persist()
+
+
+ADAPTER = DaskAdapter("dask")
 
 for _name, _kernel in (
     ("ssd_apply", ssd_apply),

@@ -25,11 +25,11 @@ from __future__ import annotations
 import functools
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from jax.scipy.sparse.linalg import bicgstab as jax_bicgstab
 from jax.scipy.sparse.linalg import cg as jax_cg
 
-from ssdops._array import is_traced
 from ssdops._kernels import (
     apply_generic,
     apply_transpose_generic,
@@ -39,29 +39,22 @@ from ssdops._kernels import (
     resolve,
 )
 
-from . import register
+from . import Adapter, is_traced, register
 
-__all__ = ["filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
+__all__ = ["ADAPTER", "filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
 
 _apply = jax.jit(apply_generic, static_argnums=(0, 2))
 _apply_transpose = jax.jit(apply_transpose_generic, static_argnums=(0, 2))
 
 
-def _immutable(out):
-    if out is not None:
-        raise TypeError("out= is not supported for JAX arrays (they are immutable): use the returned array")
-
-
 def ssd_apply(*, diagonals, offsets, u, out=None):
     """``A u`` (see the module docstring)."""
-    _immutable(out)
     return _apply(jnp, diagonals, offsets, u)
 
 
 def ssd_apply_transpose(*, diagonals, offsets, u, out=None):
     """``A^T u`` (see the module docstring)."""
-    _immutable(out)
     return _apply_transpose(jnp, diagonals, offsets, u)
 
 
@@ -110,6 +103,29 @@ def implicit_solve(*, u, diagonals, offsets, dt, method, tol, maxiter, on_failur
     return krylov_solve(jnp, u=u, diagonals=diagonals, offsets=offsets, dt=dt, method=method, tol=tol,
                         maxiter=maxiter, on_failure=on_failure, x0=x0)
 
+
+class JaxAdapter(Adapter):
+    """JAX: tracers under ``jit`` / ``grad`` / ``vmap``; immutable arrays (no ``out=``); ``SSD`` a pytree
+    node (so ``jit``, ``grad``, ``vmap``, ``jvp`` and Equinox take operators)."""
+
+    writable = False
+    why_not_writable = "they are immutable"
+
+    def is_traced(self, x):
+        return isinstance(x, jax.core.Tracer)
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def register_type(self, cls, flatten, unflatten):
+        try:
+            jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+        except ValueError:  # registered before (by another ssdops.backends load in this process)
+            pass
+        return True
+
+
+ADAPTER = JaxAdapter("jax")
 
 for _operation, _function in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
                        ("filter_step", filter_step), ("perona_malik_step", perona_malik_step),

@@ -28,11 +28,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 
-from ssdops._kernels import maps_ndim, perona_malik_diagonals, resolve, star
+from ssdops._kernels import FIVE_POINT, maps_ndim, perona_malik_diagonals, resolve, star
 
-from . import register
+from . import Adapter, register
 
-__all__ = ["ssd_apply", "ssd_apply_transpose", "filter_step", "perona_malik_step"]
+__all__ = ["ADAPTER", "ssd_apply", "ssd_apply_transpose", "filter_step", "perona_malik_step"]
 
 #: Size of one block buffer. Smaller blocks stay in L2 but pay NumPy's per-call overhead (~1 us a ufunc
 #: call) more often: on the development machine (AMD EPYC, 1 MiB L2 per core, 32 MiB L3, 2 threads) the
@@ -44,8 +44,7 @@ PARALLEL_MIN_ELEMENTS = 1 << 20
 THREADS = int(os.environ.get("SSDOPS_NUM_THREADS", 0)) or len(os.sched_getaffinity(0))
 _POOL = None
 
-_CENTRE = (0, 0)
-_FIVE_NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1))
+_FIVE_NEIGHBOURS = FIVE_POINT[:4]
 
 
 def _window(H, W, offset):
@@ -392,6 +391,18 @@ def _perona_malik_run(u3, out, dt, lam, g, bc, ghost_gamma, images, n, run):
         np.multiply(block, dt, out=block)
         np.add(block, u3[bs, r0:r1], out=block)
 
+
+class NumpyAdapter(Adapter):
+    """NumPy: host arrays read as they are; ``out=`` written; aliasing by ``numpy.may_share_memory``."""
+
+    def to_numpy(self, x):
+        return np.asarray(x)
+
+    def shares_memory(self, a, b):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and bool(np.may_share_memory(a, b))
+
+
+ADAPTER = NumpyAdapter("numpy")
 
 register("ssd_apply", "numpy", ssd_apply)
 register("ssd_apply_transpose", "numpy", ssd_apply_transpose)

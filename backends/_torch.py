@@ -46,9 +46,11 @@ import array_api_compat.torch as torch_xp
 import torch
 import torch.nn.functional as F
 
+from ssdops._kernels import FIVE_POINT as _FIVE_POINT
 from ssdops._kernels import (
     apply_generic,
     apply_transpose_generic,
+    centre,
     filter_step_generic,
     krylov_solve,
     maps_ndim,
@@ -57,12 +59,11 @@ from ssdops._kernels import (
     resolve,
 )
 
-from . import _numpy_kernel, register
+from . import Adapter, _numpy_kernel, register
 
-__all__ = ["filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
+__all__ = ["ADAPTER", "filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
-_CENTRE = (0, 0)
-_FIVE_POINT = ((-1, 0), (0, -1), (1, 0), (0, 1), (0, 0))
+_CENTRE = centre(2)
 
 
 def _windows(u, offset, transpose):
@@ -452,6 +453,42 @@ def implicit_solve(*, u, diagonals, offsets, dt, method, tol, maxiter, on_failur
     settings = dict(method=method, tol=tol, maxiter=maxiter, on_failure=on_failure, x0=x0)
     return _ImplicitSolve.apply(u, diagonals, dt, tuple(offsets), False, settings)
 
+
+class TorchAdapter(Adapter):
+    """PyTorch: ``torch.func`` transforms and ``torch.compile`` trace; host reads detach and copy to the CPU;
+    aliasing by storage; ``SSD`` a node of ``torch.utils._pytree`` (so ``torch.func`` takes operators)."""
+
+    def is_traced(self, x):
+        # Under a torch.func transform every tensor computed is wrapped, even from plain ones, so no check
+        # could read its result; while compiling a host read would break the graph (numbers included).
+        if torch.compiler.is_compiling() or torch._C._functorch.maybe_current_level() is not None:
+            return True
+        return isinstance(x, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+    def compiling(self):
+        return torch.compiler.is_compiling()
+
+    def to_numpy(self, x):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # NumPy has no bfloat16: exact widening
+
+    def shares_memory(self, a, b):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.device == b.device
+                and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
+
+    def register_type(self, cls, flatten, unflatten):
+        # Registration takes a lock Dynamo cannot enter: retried after the compiled call.
+        if torch.compiler.is_compiling():
+            return False
+        if cls not in torch.utils._pytree.SUPPORTED_NODES:
+            torch.utils._pytree.register_pytree_node(
+                cls, flatten, lambda children, aux: unflatten(aux, children),
+                serialized_type_name=f"{cls.__module__}.{cls.__qualname__}",
+            )
+        return True
+
+
+ADAPTER = TorchAdapter("torch")
 
 register("ssd_apply", "torch", ssd_apply)
 register("ssd_apply_transpose", "torch", ssd_apply_transpose)

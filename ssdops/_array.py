@@ -8,14 +8,9 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from array_api_compat import (
-    array_namespace,
-    device,
-    is_cupy_array,
-    is_dask_array,
-    is_jax_array,
-    is_torch_array,
-)
+from array_api_compat import array_namespace, device
+
+from . import backends
 
 __all__ = ["MIN_ARRAY_API_VERSION", "is_traced", "like_namespace", "namespace", "to_numpy"]
 
@@ -60,21 +55,19 @@ def like_namespace(like):
 
 
 def chunked_like(diagonals, like, ndim):
-    """Diagonals ``(..., K, *grid)`` built for the dask image ``like`` rechunked to its grid chunks (the
-    offset axis in one chunk), so that stencil kernels need no rechunk; any other array unchanged."""
-    if like is None or not (is_dask_array(like) and is_dask_array(diagonals)):
+    """Diagonals ``(..., K, *grid)`` built for the image ``like`` laid out as it is along the grid (the
+    adapter's :meth:`~ssdops.backends.Adapter.chunked_like`: dask's chunks); unchanged for ``like=None``."""
+    if like is None:
         return diagonals
-    grid_chunks = tuple(like.chunks[-ndim:])
-    chunks = {diagonals.ndim - ndim - 1: -1}
-    chunks.update({diagonals.ndim - ndim + i: c for i, c in enumerate(grid_chunks)})
-    return diagonals.rechunk(chunks)
+    return backends.adapter_for(like).chunked_like(diagonals, like, ndim)
 
 
 def to_numpy(x):
     r"""Copy ``x`` to a NumPy array on the host (explicitly a host round-trip: for export and analysis).
 
-    NumPy, PyTorch, CuPy and JAX arrays are read directly; a dask array is computed (the whole graph behind
-    it runs); any other library through DLPack.
+    Each library's adapter reads its arrays (:mod:`ssdops.backends`): NumPy, PyTorch, CuPy and JAX arrays
+    directly, a dask array by computing it (the whole graph behind it runs), any other library through
+    DLPack.
 
     Parameters
     ----------
@@ -117,25 +110,15 @@ def to_numpy(x):
     >>> ssdops.to_numpy(ssdops.laplacian((2, 3)).diagonals).shape
     (5, 2, 3)
     """
-    if isinstance(x, (np.ndarray, np.generic)):
-        return np.asarray(x)
-    if is_torch_array(x):
-        x = x.detach().cpu()
-        return (x.float() if x.dtype == sys.modules["torch"].bfloat16 else x).numpy()
-    if is_cupy_array(x):
-        return x.get()
-    if is_jax_array(x):
-        return np.asarray(x)
-    if is_dask_array(x):
-        return np.asarray(x.compute())
     try:
-        return np.from_dlpack(x)
+        return np.asarray(backends.adapter_for(x).to_numpy(x))
     except (AttributeError, TypeError, BufferError, RuntimeError) as err:
         library = type(x).__module__.split(".")[0]
+        known = ", ".join(entry.name for entry in backends.LIBRARIES.values() if entry.load is not None)
         raise TypeError(
             f"{_public_caller()} needs to read a {library} array on the host, and NumPy cannot import "
             f"{library}'s {type(x).__name__} through DLPack ({type(err).__name__}: {err}); convert the "
-            "input to a NumPy, PyTorch, JAX, CuPy or dask array first"
+            f"input to an array of one of {known} first"
         ) from err
 
 
@@ -176,27 +159,6 @@ def _check_version(xp):
 
 
 def is_traced(x) -> bool:
-    """Whether the values behind ``x`` cannot (or must not) be read on the host, so value checks that need
-    them (``check_finite``, stability limits, ``lam > 0``, a Krylov loop's convergence test) are skipped.
-
-    True for
-
-    - a JAX tracer (under ``jax.jit``, ``grad``, ``vmap``, ...);
-    - a PyTorch tensor wrapped by a ``torch.func`` transform (``grad``, ``vmap``, ``jvp``, ``jacrev``,
-      ``jacfwd``, ``functional_call`` under them): a functorch wrapper or batched tensor has no storage;
-    - anything at all while a ``torch.func`` transform runs (every tensor computed there is wrapped, even
-      from plain tensors, so no check could read its result);
-    - anything at all, Python numbers included, while ``torch.compile`` traces (a host read would break
-      the graph, and a check on a number would be baked into it).
-
-    Neither framework is imported here: each is asked only when already in ``sys.modules``.
-    """
-    jax = sys.modules.get("jax")
-    if jax is not None and isinstance(x, jax.core.Tracer):
-        return True
-    torch = sys.modules.get("torch")
-    if torch is None:
-        return False
-    if torch.compiler.is_compiling() or torch._C._functorch.maybe_current_level() is not None:
-        return True
-    return isinstance(x, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(x)
+    """Whether the values behind ``x`` cannot (or must not) be read on the host (every imported framework's
+    adapter is asked: :func:`ssdops.backends.is_traced`)."""
+    return backends.is_traced(x)

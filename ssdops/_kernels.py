@@ -18,14 +18,12 @@ from array_api_compat import device
 from ._errors import ConvergenceError, ConvergenceWarning
 from .diffusivity import resolve
 from .solvers import bicgstab, cg
-from ._validate import GRID_LETTERS
-from .stencils import CENTRE, FIVE_POINT, centre, star
+from .stencils import FIVE_POINT, GRID_LETTERS, centre, star
 
 __all__ = [
-    "AXES",
-    "CENTRE",
     "FIVE_POINT",
     "along",
+    "centre",
     "component",
     "grid_axes",
     "star",
@@ -48,9 +46,6 @@ __all__ = [
     "zero_outside",
     "zeros",
 ]
-
-#: The two grid axes of a 2-D grid with their positive unit offsets, in FIVE_POINT's order (up, left, down, right).
-AXES = ((-2, (1, 0)), (-1, (0, 1)))
 
 KRYLOV = {"cg": cg, "bicgstab": bicgstab}
 

@@ -14,6 +14,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from ._array import is_traced, namespace, to_numpy
+from .stencils import GRID_LETTERS
 
 __all__ = [
     "BOUNDARY_CONDITIONS",
@@ -22,7 +23,6 @@ __all__ = [
     "check_grid_shape",
     "check_image",
     "check_ndim",
-    "check_operator",
     "check_time",
     "half_precision",
     "is_concrete",
@@ -50,6 +50,8 @@ def check_bc(bc, ghost_gamma=None):
     value = plain_scalar(ghost_gamma)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"ghost_gamma must be a number or None, got {type(ghost_gamma).__name__}")
+    if is_traced(value):  # torch.compile: a symbolic number, whose value a check would bake into the graph
+        return
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"ghost_gamma must be a finite diffusivity >= 0, got {ghost_gamma}")
 
@@ -78,17 +80,6 @@ def check_grid_shape(grid_shape, ndim=2):
     grid = tuple(int(n) for n in pair)
     check_grid(grid, "grid_shape")
     return grid
-
-
-def check_operator(op, name="op"):
-    """TypeError unless ``op`` is an :class:`ssdops.SSD` (rather than an AttributeError deep inside)."""
-    from .ssd import SSD  # ssd.py imports this module
-
-    if not isinstance(op, SSD):
-        raise TypeError(f"{name} must be an ssdops.SSD operator, got {type(op).__name__}")
-
-
-GRID_LETTERS = {1: "N", 2: "H, W", 3: "D, H, W"}
 
 
 def check_ndim(ndim):
@@ -165,6 +156,8 @@ def check_time(value, name, *, reading=None):
     ``reading`` is ``value``'s ``(min, max)`` as read by :func:`read_scalars`; without it ``value`` must be
     a Python number. Traced values are not checked (the caller skips them).
     """
+    if reading is None and is_traced(value):  # torch.compile: a symbolic number (see check_bc)
+        return
     lo, hi = reading if reading is not None else (float(value), float(value))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} must be finite, got {_show(value)}")

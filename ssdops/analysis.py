@@ -11,8 +11,7 @@ from array_api_compat import device
 
 from ._array import namespace, to_numpy
 from ._kernels import component, transpose_diagonals, zero_outside
-from ._validate import check_operator
-from .ssd import SSD
+from .ssd import SSD, check_operator
 from .stencils import centre
 
 __all__ = ["row_sums", "split_zero_mean", "smoothing_level", "is_symmetric", "spectrum", "spectral_radius"]

@@ -448,11 +448,16 @@ def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", ndim=2, bc="neu
     if check_stable and not traced and not _surely_stable(name, dt, lam, ghost_gamma, ndim):
         op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
         return explicit_step(u, op, dt, check_stable=True)
-    fast = backends.lookup("perona_malik_step", xp, ndim) if name is not None else None
-    if fast is not None:
-        return fast(u=u, dt=dt, lam=lam, diffusivity=name, bc=bc, ghost_gamma=ghost_gamma, ndim=ndim)
-    op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
-    return explicit_step(u, op, dt)
+
+    def generic():
+        op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
+        return explicit_step(u, op, dt)
+
+    if name is None:  # a diffusivity function of the user's: only the generic code knows it
+        return generic()
+    arguments = dict(u=u, dt=dt, lam=lam, diffusivity=name, bc=bc, ghost_gamma=ghost_gamma, ndim=ndim)
+    return backends.dispatch("perona_malik_step", xp, generic, arguments, ndim=ndim, dtype=u.dtype, bc=bc,
+                             diffusivity=name)
 
 
 def _check_lam(lam):

@@ -6,7 +6,8 @@ import math
 from . import backends
 from ._array import namespace
 from ._kernels import component, filter_step_generic, maps_ndim, zero_outside
-from ._validate import check_grid, check_operator, check_time, is_concrete, plain_scalar, read_scalars
+from ._validate import check_grid, check_time, is_concrete, plain_scalar, read_scalars
+from .ssd import check_operator
 from .stencils import centre
 
 __all__ = ["explicit_step", "filter_step", "stable_dt", "check_stable_dt"]
@@ -237,7 +238,5 @@ def filter_step(u, zeta, dt):
     dt = plain_scalar(dt)
     ndim = maps_ndim(zeta, u)
     check_grid(tuple(zeta.shape[-ndim:]), f"zeta of shape {tuple(zeta.shape)}")
-    fast = backends.lookup("filter_step", xp, ndim)
-    if fast is not None:
-        return fast(u=u, zeta=zeta, dt=dt)
-    return filter_step_generic(xp, u, zeta, dt)
+    return backends.dispatch("filter_step", xp, lambda: filter_step_generic(xp, u, zeta, dt),
+                             dict(u=u, zeta=zeta, dt=dt), ndim=ndim, dtype=u.dtype)

@@ -25,9 +25,10 @@ from . import backends
 from ._array import is_traced, namespace
 from ._errors import ConvergenceError, ConvergenceWarning
 from ._kernels import apply_generic, krylov_solve
-from ._validate import check_operator, check_time, half_precision, is_concrete, plain_scalar, read_scalars
+from ._validate import check_time, half_precision, is_concrete, plain_scalar, read_scalars
 from .analysis import is_symmetric
 from .spectral import apply_laplacian_function, laplacian_eigenvalue_range
+from .ssd import check_operator
 
 __all__ = ["ConvergenceError", "ConvergenceWarning", "implicit_step", "select_method"]
 
@@ -274,8 +275,8 @@ def implicit_step(u, op, dt, *, method="auto", tol=None, maxiter=None, on_failur
     settings = dict(u=u_b, diagonals=xp.broadcast_to(diagonals, batch + tuple(diagonals.shape[-ndim - 1:])),
                     offsets=op.offsets, dt=dt, method=method, tol=tol, maxiter=maxiter, on_failure=on_failure,
                     x0=x0)
-    solve = backends.lookup("implicit_solve", xp, ndim)
-    x = solve(**settings) if solve is not None else krylov_solve(xp, **settings)
+    x = backends.dispatch("implicit_solve", xp, lambda: krylov_solve(xp, **settings), settings, ndim=ndim,
+                          dtype=u_b.dtype)
     if not concrete:
         valid = _valid_images(xp, u_b, xp.broadcast_to(row_sums, batch + grid), dt, ndim)
         x = xp.where(xp.reshape(valid, tuple(valid.shape) + (1,) * ndim), x, xp.full_like(x, math.nan))

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._array import chunked_like, like_namespace, to_numpy
-from ._validate import check_grid_shape, check_operator
-from .ssd import SSD
+from ._validate import check_grid_shape
+from .ssd import SSD, check_operator
 from .stencils import FIVE_POINT, NINE_POINT, SEVEN_POINT, THREE_POINT, TWENTY_SEVEN_POINT, star
 
 __all__ = ["to_scipy", "from_scipy"]

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 
-from array_api_compat import device, is_dask_array
+from array_api_compat import device
 
+from . import backends
 from ._array import namespace
 from ._kernels import along, zeros
 from ._validate import check_bc, check_ndim, half_precision
@@ -83,19 +84,14 @@ def apply_laplacian_function(u, f, *, bc="neumann", ndim=2):
     ndim = check_ndim(ndim)
     xp = namespace(u)
     axes = tuple(range(-ndim, 0))
-    if is_dask_array(u) and any(len(c) > 1 for c in u.chunks[-ndim:]):
-        raise ValueError(
-            f"exact (spectral) solves need the whole grid in one dask chunk, got chunks {u.chunks[-ndim:]}: "
-            "rechunk the image (u.rechunk({-2: -1, -1: -1})) or use method=\"cg\" (implicit_step) / "
-            "method=\"implicit\" (heat)"
-        )
+    adapter = backends.adapter_for(u)
+    adapter.whole_grid(u, ndim, "exact (spectral) solves")
     work = xp.astype(u, xp.float32) if half_precision(xp, u.dtype) else u
     grid = tuple(work.shape[-ndim:])
     ext = work
     for axis in axes:
         ext = _extend(xp, ext, axis, bc)
-    if is_dask_array(ext):
-        ext = ext.rechunk({a % ext.ndim: -1 for a in axes})  # the extensions concatenate chunks
+    ext = adapter.whole_grid(ext, ndim)  # the extensions concatenate chunks
     sizes = tuple(ext.shape[-ndim:])
     spectrum = xp.fft.rfftn(ext, axes=axes)
     lam = genuine = None

@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-import sys
 
 import numpy as np
-from array_api_compat import device, is_cupy_array, is_dask_array, is_jax_array, is_torch_array
+from array_api_compat import device
 
 from . import backends
 from ._array import chunked_like, like_namespace, namespace
-from ._validate import check_grid, check_grid_shape
 from ._kernels import apply_generic, apply_transpose_generic, component, transpose_diagonals
-from .stencils import FIVE_POINT, centre
+from ._validate import check_grid, check_grid_shape
+from .stencils import FIVE_POINT, GRID_LETTERS, centre
 
-__all__ = ["SSD", "Tags", "identity"]
+__all__ = ["SSD", "Tags", "check_operator", "identity"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,18 +197,16 @@ class SSD:
             raise ValueError(f"offsets must be distinct, got {offsets}")
         xp = namespace(diagonals)
         if diagonals.ndim < ndim + 1 or diagonals.shape[-ndim - 1] != len(offsets):
-            grid = ", ".join("DHW"[3 - ndim:])
             raise ValueError(
                 f"diagonals of shape {tuple(diagonals.shape)} do not match {len(offsets)} offsets of a "
-                f"{ndim}-D grid: expected shape (..., {len(offsets)}, {grid})"
+                f"{ndim}-D grid: expected shape (..., {len(offsets)}, {GRID_LETTERS[ndim]})"
             )
         check_grid(tuple(diagonals.shape[-ndim:]), f"diagonals of shape {tuple(diagonals.shape)}")
         self._xp = xp
         self._diagonals = diagonals
         self._offsets = offsets
         self._tags = tags
-        if backends.library_of(xp) == "torch":
-            _register_torch_pytree()
+        backends.adapter_for(diagonals)  # loads the library's adapter, which makes SSD a pytree there
 
     # --- shape and type -------------------------------------------------------------------------
     @property
@@ -258,6 +255,8 @@ class SSD:
     @property
     def xp(self):
         """The array namespace of the diagonals."""
+        if self._xp is None:  # an operator rebuilt by a transform (see _unflatten)
+            self._xp = namespace(self._diagonals)
         return self._xp
 
     def diagonal(self, offset):
@@ -290,31 +289,31 @@ class SSD:
         return self._apply("ssd_apply_transpose", apply_transpose_generic, u, out)
 
     def _apply(self, name, generic, u, out=None):
-        """The backend's kernel ``name`` for ``u``'s namespace where one is registered, else ``generic``."""
+        """Operation ``name`` (``A u`` or ``A^T u``) by :func:`ssdops.backends.dispatch`, ``out`` checked once
+        here and written by the library's adapter when the generic code ran."""
         xp = self._check_image(u)
-        if out is not None:
-            self._check_out(xp, u, out)
-        fast = backends.lookup(name, xp, self.ndim)
-        if fast is not None:
-            result = fast(diagonals=self.diagonals, offsets=self.offsets, u=u, out=out)
-            return result if out is None else out
-        result = generic(xp, self.diagonals, self.offsets, u)
-        if out is None:
-            return result
-        if is_jax_array(out) or is_dask_array(out):
-            raise TypeError(f"out= is not supported for {type(out).__module__.split('.')[0]} arrays (immutable "
-                            "or lazy): use the returned array")
-        out[...] = result
-        return out
+        adapter = None if out is None else self._check_out(u, out)
 
-    def _check_out(self, xp, u, out):
+        def run_generic():
+            result = generic(xp, self.diagonals, self.offsets, u)
+            return result if adapter is None else adapter.write(out, result)
+
+        arguments = dict(diagonals=self.diagonals, offsets=self.offsets, u=u, out=out)
+        result = backends.dispatch(name, xp, run_generic, arguments, ndim=self.ndim, dtype=u.dtype)
+        return result if out is None else out
+
+    def _check_out(self, u, out):
+        """The adapter of ``out`` after checking it (library, shape, dtype, writable, no shared memory)."""
         namespace(u, out)
         shape = np.broadcast_shapes(self.batch_shape, tuple(u.shape[:-self.ndim])) + self.grid_shape
         if tuple(out.shape) != shape:
             raise ValueError(f"out has shape {tuple(out.shape)}, the result has shape {shape}")
-        if _shares_memory(out, u) or _shares_memory(out, self.diagonals):
+        adapter = backends.adapter_for(out)
+        adapter.check_out(out)
+        if adapter.shares_memory(out, u) or adapter.shares_memory(out, self.diagonals):
             raise ValueError("out shares memory with the image or the diagonals: the product would read what "
                              "it overwrites")
+        return adapter
 
     def __matmul__(self, u):
         if isinstance(u, SSD):
@@ -337,7 +336,7 @@ class SSD:
             and len(args) == 2
             and isinstance(args[1], SSD)
             and not isinstance(args[0], SSD)
-            and sys.modules["torch"].compiler.is_compiling()
+            and backends.compiling()
         ):
             return args[1].matvec(args[0])
         return NotImplemented
@@ -348,7 +347,7 @@ class SSD:
         symmetric, as for FIVE_POINT and NINE_POINT) and canonical diagonals."""
         if self.symmetric:
             return self
-        diagonals, offsets = transpose_diagonals(self._xp, self.diagonals, self.offsets)
+        diagonals, offsets = transpose_diagonals(self.xp, self.diagonals, self.offsets)
         return SSD(diagonals, offsets, tags=self.tags)
 
     # --- algebra --------------------------------------------------------------------------------
@@ -425,34 +424,30 @@ class SSD:
         )
 
 
-def _register_torch_pytree():
-    """Register :class:`SSD` as a PyTorch pytree node (once; torch is imported when the first operator on
-    torch tensors is built): its leaf is the diagonals, offsets and tags are static. So ``torch.func``
-    transforms take and return operators (``torch.func.grad(f)(op)`` is an SSD of gradients) and
-    ``torch.utils._pytree`` maps over them. Not while ``torch.compile`` traces (registration takes a lock
-    Dynamo cannot enter; an operator built inside compiled code is never a transform's argument)."""
-    torch = sys.modules["torch"]
-    if torch.compiler.is_compiling() or SSD in torch.utils._pytree.SUPPORTED_NODES:
-        return
-    pytree = torch.utils._pytree
-    pytree.register_pytree_node(
-        SSD,
-        lambda op: ((op.diagonals,), (op.offsets, op.tags)),
-        _unflatten,
-        serialized_type_name="ssdops.SSD",
-    )
+def _flatten(op):
+    """The pytree parts of an operator: the diagonals the one leaf, the offsets static."""
+    return (op.diagonals,), op.offsets
 
 
-def _unflatten(children, static):
-    """An SSD from its pytree parts. Trees of other leaves than arrays (``vmap``'s ``in_dims``: an integer
-    per leaf) are rebuilt as they are, without the checks of :class:`SSD`; such a tree is a description of
-    an operator for the transform, never applied."""
-    (diagonals,), (offsets, tags) = children, static
-    if hasattr(diagonals, "shape"):
-        return SSD(diagonals, offsets, tags=tags)
+def _unflatten(offsets, children):
+    """An operator from its pytree parts, with no structural tags: what a transform rebuilds (a gradient, a
+    cotangent, a tangent, a vmapped or traced copy) is not the matrix the tags described, so it claims no
+    structure. Built without the checks of :class:`SSD`: the leaf may be anything a transform puts there
+    (a tracer, a batched tensor, ``None``, ``vmap``'s integer ``in_dims``)."""
+    (diagonals,) = children
     op = object.__new__(SSD)
-    op._diagonals, op._offsets, op._tags, op._xp = diagonals, offsets, tags, None
+    op._diagonals, op._offsets, op._tags, op._xp = diagonals, offsets, Tags(), None
     return op
+
+
+# PyTorch and JAX take operators as arguments of their transforms (jit, grad, vmap, jvp, torch.func).
+backends.register_type(SSD, _flatten, _unflatten)
+
+
+def check_operator(op, name="op"):
+    """TypeError unless ``op`` is an :class:`SSD` (rather than an AttributeError deep inside)."""
+    if not isinstance(op, SSD):
+        raise TypeError(f"{name} must be an ssdops.SSD operator, got {type(op).__name__}")
 
 
 def identity(grid_shape, *, like=None):
@@ -506,16 +501,3 @@ def identity(grid_shape, *, like=None):
     grid = check_grid_shape(grid_shape, ndim=(1, 2, 3))
     diagonals = chunked_like(xp.ones((1, *grid), dtype=dtype, device=dev), like, len(grid))
     return SSD(diagonals, (centre(len(grid)),), symmetric=True)
-
-
-def _shares_memory(a, b):
-    """Whether NumPy / PyTorch / CuPy arrays ``a`` and ``b`` may overlap in memory (False for others)."""
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        return np.may_share_memory(a, b)
-    if is_torch_array(a) and is_torch_array(b):
-        return a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
-    if is_cupy_array(a) and is_cupy_array(b):
-        import cupy
-
-        return cupy.may_share_memory(a, b)
-    return False

@@ -7,7 +7,7 @@ centre) and of DiffNet's filter maps in every dimension.
 """
 import itertools
 
-__all__ = ["CENTRE", "FIVE_POINT", "NINE_POINT", "SEVEN_POINT", "THREE_POINT", "TWENTY_SEVEN_POINT", "centre",
+__all__ = ["FIVE_POINT", "GRID_LETTERS", "NINE_POINT", "SEVEN_POINT", "THREE_POINT", "TWENTY_SEVEN_POINT", "centre",
            "star"]
 
 
@@ -41,5 +41,5 @@ SEVEN_POINT = star(3)
 #: All 27 offsets of the 3x3x3 neighbourhood, row-major, the centre last.
 TWENTY_SEVEN_POINT = tuple(o for o in itertools.product((-1, 0, 1), repeat=3) if o != (0, 0, 0)) + ((0, 0, 0),)
 
-#: The centre of a 2-D grid (kept for the 2-D code; :func:`centre` for any dimension).
-CENTRE = centre(2)
+#: The names of the grid axes of a d-dimensional grid, for shapes in messages: ``(..., H, W)`` in 2-D.
+GRID_LETTERS = {1: "W", 2: "H, W", 3: "D, H, W"}

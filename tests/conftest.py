@@ -44,8 +44,16 @@ def _cupy_with_gpu():
         return False
 
 
-LIBRARIES = ("numpy", "array_api_strict", "torch", "jax") + (("cupy",) if _cupy_with_gpu() else ())
-KNOWN_LIBRARIES = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+def _table():
+    from ssdops.backends import LIBRARIES as table  # the one library table
+
+    return table
+
+
+#: The ``xp`` libraries: the table's rows marked ``tested`` (``"gpu"`` ones only with a GPU to test on).
+LIBRARIES = tuple(name for name, row in _table().items()
+                  if row.tested == "always" or (row.tested == "gpu" and _cupy_with_gpu()))
+KNOWN_LIBRARIES = tuple(name for name, row in _table().items() if row.tested != "never")
 
 
 def _import(name):

@@ -115,7 +115,7 @@ def test_bench_times_the_generic_path_where_a_fast_path_exists(monkeypatch):
         time.sleep(0.003)
         return apply_generic(xp, diagonals, offsets, u)
 
-    monkeypatch.setitem(backends._REGISTRY, ("ssd_apply", "numpy"), slow)
+    monkeypatch.setitem(backends._REGISTRY, ("ssd_apply", "numpy"), backends.Kernel("ssd_apply", "numpy", slow))
     (r,) = benchmark.run(ops=("ssd_apply",), backends=("numpy",), sizes=(32,), batch=(1,), repeats=3,
                          scipy_baseline=False)
     assert r["kernels"] == ["ssd_apply"] and r["generic_timed"] is True
@@ -182,14 +182,12 @@ def test_compare_references_are_independent_of_ssdops():
 
     data = compare._data(12, 3)
     ref = compare.reference("perona_malik", data)
-    backends = pytest.importorskip("backends")
-    previous = getattr(backends, "_FORCE_GENERIC", False)
-    backends.use_generic(True)
-    try:
-        ours = ssdops.perona_malik(data["u"], **compare.PAPER_PM_ARGS)
-    finally:
-        backends.use_generic(previous)
-    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-14)
+    for generic in (True, False):  # the generic code, then the NumPy kernel: each against the reference
+        with ssdops.backends.use_generic(generic):
+            assert ssdops.backends.is_generic() is generic
+            assert (ssdops.backends.lookup("perona_malik_step", np) is None) is generic
+            ours = ssdops.perona_malik(data["u"], **compare.PAPER_PM_ARGS)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-14)
     assert not np.allclose(ref, data["u"])  # it did diffuse
 
 

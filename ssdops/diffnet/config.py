@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 __all__ = ["DATA_SETS", "DEFAULTS", "GRID_DIMENSIONS", "MODELS", "RUNTIME_KEYS", "TASKS", "RunConfig",
            "check_input_shape", "model_config", "model_ndim"]
 
-from .data import DATA_NDIM, DEFAULT_SIZES, NATURAL_SOURCES
+from .data import DATA_NDIM, DEFAULT_SIZES, NATURAL_SOURCES, TASKS
 
 MODELS = ("diffnet", "linear", "unet")
-TASKS = ("deconvolution", "pm-forward", "pm-inverse")
 DATA_SETS = tuple(DATA_NDIM)
 #: The grid dimensions a run can have: images (2) and volumes (3), each with its data sets.
 GRID_DIMENSIONS = (2, 3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -40,7 +41,8 @@ __all__ = ["OPS", "OPS_3D", "BACKENDS", "run", "format_table", "machine_info", "
 OPS = ("ssd_apply", "filter_step", "perona_malik_step", "implicit_step", "ssd_apply_3d", "perona_malik_step_3d")
 #: Operations on volumes ``n^3`` (SEVEN_POINT); the others act on images ``n^2``.
 OPS_3D = ("ssd_apply_3d", "perona_malik_step_3d")
-BACKENDS = ("numpy", "torch", "jax", "cupy")
+#: The libraries ``ssdops bench`` times: those marked ``benchmarked`` in the one library table.
+BACKENDS = tuple(name for name, library in registry.LIBRARIES.items() if library.benchmarked)
 DEFAULT_SIZES = (256, 512, 1024, 2048, 4096)
 DEFAULT_BATCH = (1, 16)
 DEFAULT_IMPLICIT_SIZES = (1024,)
@@ -114,13 +116,6 @@ def targets(names=BACKENDS, *, jax_x64=False):
         if name == "numpy":
             found.append(Target("numpy", "cpu", np.asarray, stream=_copy_into(np.empty_like, np.copyto),
                                 device_name=_cpu_model()))
-        elif name == "array_api_strict":
-            try:
-                import array_api_strict as xps
-            except ImportError:
-                continue
-            found.append(Target("array_api_strict", "cpu", xps.asarray,
-                                stream=lambda x: (lambda: xps.asarray(x, copy=True)), device_name=_cpu_model()))
         elif name == "torch":
             try:
                 import torch
@@ -176,8 +171,18 @@ def targets(names=BACKENDS, *, jax_x64=False):
                 name_i = props.get("name", b"")
                 found.append(Target("cupy", f"cuda:{i}", put, sync=sync, stream=_copy_into(cupy.empty_like, cupy.copyto),
                                     device_name=name_i.decode() if isinstance(name_i, bytes) else str(name_i)))
+        elif name in registry.LIBRARIES:
+            # Any other library of the table: its namespace's asarray on the default device.
+            try:
+                xp = importlib.import_module(registry.LIBRARIES[name].framework)
+            except ImportError:
+                continue
+            found.append(Target(name, "cpu", (lambda xp: lambda a: xp.asarray(a))(xp),
+                                stream=(lambda xp: lambda x: (lambda: xp.asarray(x, copy=True)))(xp),
+                                device_name=_cpu_model()))
         else:
-            raise ValueError(f"unknown framework {name!r}: use some of {BACKENDS + ('array_api_strict',)}")
+            known = tuple(registry.LIBRARIES) + ("jax.jit", "jax-eager")
+            raise ValueError(f"unknown framework {name!r}: use some of {known}")
     return found
 
 

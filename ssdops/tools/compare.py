@@ -34,18 +34,19 @@ import warnings
 import numpy as np
 
 from .. import backends as registry
+from ..diffnet.data import PAPER_PM_ARGS
 from .bench import machine_info, name_list, targets, write_text
 
 __all__ = ["FRAMEWORKS", "OPERATIONS", "TOLERANCES", "run", "format_table", "main"]
 
-FRAMEWORKS = ("numpy", "array_api_strict", "torch", "jax", "jax.jit", "cupy")
+#: The frameworks ``ssdops compare`` runs: the ``compared`` names of the one library table.
+FRAMEWORKS = tuple(name for library in registry.LIBRARIES.values() for name in library.compared)
 OPERATIONS = ("ssd_apply", "ssd_transpose_apply", "ssd_rmatvec", "filter_step", "perona_malik",
               "implicit_step", "heat_dirichlet", "heat_neumann")
 TOLERANCES = {"float64": 1e-10, "float32": 1e-4}
 DTYPES = ("float32", "float64")
 BATCH = 2
 FILTER_DT = 0.1
-PAPER_PM_ARGS = dict(steps=4, dt=0.1, lam=0.2, bc="dirichlet", ghost_gamma=0.0)
 IMPLICIT_DT = 1.0
 HEAT_T = 1.0
 
