@@ -103,10 +103,12 @@ __all__ = [
     "is_generic",
     "is_traced",
     "library_of",
+    "load_imported",
     "lookup",
     "register",
     "register_type",
     "registered",
+    "remove_library",
     "use_generic",
 ]
 
@@ -431,9 +433,10 @@ class Adapter:
         itself for libraries that hold arrays whole."""
         return x
 
-    def persist(self, x: Array) -> Array:
-        """``x`` computed once and kept (dask's ``persist``); the array itself elsewhere."""
-        return x
+    def persist(self, *arrays: Array) -> tuple[Array, ...]:
+        """``arrays`` computed once and kept in (distributed) memory, together (dask's ``persist``), so that
+        later reads do not recompute their graphs; the arrays themselves elsewhere."""
+        return arrays
 
 
 #: The adapter of libraries without a module of their own: the generic array-API code, DLPack host reads.
@@ -544,16 +547,54 @@ def add_library(library: Library) -> None:
         _install(library.name, library.adapter)
 
 
+def remove_library(name: str) -> None:
+    """Remove a library added by :func:`add_library` (its arrays then get :data:`GENERIC`); ValueError for
+    the built-in ones."""
+    if LIBRARIES[name].adapter is None:
+        raise ValueError(f"library {name!r} is built in: it cannot be removed")
+    del LIBRARIES[name]
+    _ADAPTERS.pop(name, None)
+    _LOADED.discard(name)
+    _ACTIVE[:] = [_ADAPTERS[n] for n in LIBRARIES if n in _ADAPTERS]
+
+
 class BackendImportWarning(RuntimeWarning):
     r"""A backend module failed to import for a reason other than its framework being absent.
 
-    Issued once per library on the library's first use; that library's arrays then run the generic
-    array-API code (slower, same results) with the :data:`GENERIC` adapter: never a silent fallback.
+    Issued once per library on the library's first use (:func:`adapter_for`, :func:`lookup`,
+    :func:`registered`); that library's arrays then run the generic array-API code (slower, same results)
+    with the :data:`GENERIC` adapter: never a silent fallback.
+    The message names the library and the import error.
+
+    Raises
+    ------
+    BackendImportWarning
+        Only where the warning filter turns it into an exception (``warnings.simplefilter("error")``,
+        ``pytest -W error``); otherwise it is issued, not raised.
+
+    See Also
+    --------
+    lookup : Loads the backends.
+    use_generic : Forces the generic code on purpose.
+
+    Notes
+    -----
+    For an operation :math:`n` of a library :math:`\ell` whose backend failed to import,
+    :math:`\mathrm{lookup}(n, \ell) = \text{None}`: the core runs the generic kernels of
+    ``ssdops._kernels``, the reference every fast path is tested against. A framework that is not installed
+    at all (``ModuleNotFoundError`` for the framework itself) is not reported.
+
+    References
+    ----------
+    .. [1] Python documentation, "warnings: Warning control",
+           https://docs.python.org/3/library/warnings.html.
 
     Examples
     --------
     >>> import warnings
     >>> from ssdops import backends
+    >>> issubclass(backends.BackendImportWarning, RuntimeWarning)
+    True
     >>> with warnings.catch_warnings():
     ...     warnings.simplefilter("error", backends.BackendImportWarning)   # a broken backend fails loudly
     ...     kernels = backends.registered("numpy")
@@ -620,8 +661,9 @@ def _warn_import(library: str, err: BaseException) -> None:
     )
 
 
-def _active() -> list[Adapter]:
-    """The adapters of every framework imported so far (loading those not asked for yet)."""
+def load_imported() -> list[Adapter]:
+    """The adapters of every framework imported so far, loading those not loaded yet (so that their pytree
+    registrations are in place: ``jax.jit`` can take an operator of NumPy arrays once JAX is imported)."""
     for entry in LIBRARIES.values():
         if entry.name not in _LOADED and entry.load is not None and \
                 sys.modules.get(entry.framework) is not None:
@@ -640,9 +682,41 @@ def _compiling_loaded() -> bool:
 def library_of(xp: Any) -> str | None:
     r"""The library of namespace ``xp`` (a key of :data:`LIBRARIES`), or ``None`` for any other.
 
-    Recognised with the table's predicates (``array_api_compat.is_<library>_namespace``), so a library's
-    module and its ``array_api_compat`` wrapper namespace are the same library.
+    Parameters
+    ----------
+    xp : module
+        An array namespace: the library's module (``numpy``, ``torch``, ``jax.numpy``, ...) or its
+        ``array_api_compat`` wrapper.
 
+    Returns
+    -------
+    str or None
+        ``"numpy"``, ``"torch"``, ``"jax"``, ``"cupy"`` or ``"dask"``; ``None`` for any other namespace
+        (``array_api_strict``, for example: the generic code runs there).
+
+    Raises
+    ------
+    AttributeError
+        If ``xp`` is not a module-like namespace (it has no ``__name__``).
+
+    See Also
+    --------
+    lookup : Uses it to pick the kernels.
+    LIBRARIES : The libraries and their predicates.
+
+    Notes
+    -----
+    Recognised with ``array_api_compat.is_<library>_namespace``, so a NumPy array and its
+    ``array_api_compat`` wrapper namespace find the same kernels: for a namespace :math:`x_p`,
+    :math:`\mathrm{library\_of}(x_p) = \ell` for the first library :math:`\ell` whose predicate holds.
+
+    References
+    ----------
+    .. [1] Consortium for Python Data API Standards, "Python array API standard", version 2023.12,
+           https://data-apis.org/array-api/.
+
+    Examples
+    --------
     >>> import numpy as np
     >>> from array_api_compat import array_namespace
     >>> from ssdops import backends
@@ -683,7 +757,7 @@ def is_traced(x: Any) -> bool:
     >>> backends.is_traced(np.ones(2)), backends.is_traced(0.5)
     (False, False)
     """
-    return any(adapter.is_traced(x) for adapter in _active())
+    return any(adapter.is_traced(x) for adapter in load_imported())
 
 
 def compiling() -> bool:
@@ -693,7 +767,7 @@ def compiling() -> bool:
     >>> backends.compiling()
     False
     """
-    return any(adapter.compiling() for adapter in _active())
+    return any(adapter.compiling() for adapter in load_imported())
 
 
 def register_type(cls: type, flatten: Callable, unflatten: Callable) -> None:
@@ -773,6 +847,22 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
         For an unknown ``name`` or ``library``, or a different kernel registered before for
         (``name``, ``library``).
 
+    See Also
+    --------
+    lookup : Finds the kernel that accepts a case.
+    registered : Lists the registered kernels.
+
+    Notes
+    -----
+    The registry maps :math:`(\mathrm{name}, \mathrm{library})` to a :class:`Kernel`: the function and the
+    cases it declares. An adapter module registers its kernels at its end; write the generic code in
+    ``ssdops._kernels`` first and test the kernel against it inside ``with use_generic():``.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4.3.1 (the operations these kernels implement).
+
     Examples
     --------
     >>> from ssdops import backends
@@ -797,9 +887,61 @@ def lookup(name: str, xp: Any, ndim: int = 2, *, dtype: Any = None, bc: str | No
 
     ``None`` means "run the generic code": inside :func:`use_generic` (except for the
     :data:`DIFFERENTIATION_RULES`), for a library without a kernel for the operation or the case, and for a
-    library ssdops has no backend for. Inside code that ``torch.compile`` traces, the :func:`use_generic`
-    switch is not read (Dynamo cannot trace a :class:`contextvars.ContextVar`): compiled code always uses
-    the fast paths.
+    library ssdops has no backend for. A library's adapter module is imported on its first use. Inside code
+    that ``torch.compile`` traces, the :func:`use_generic` switch is not read (Dynamo cannot trace a
+    :class:`contextvars.ContextVar`): compiled code always uses the fast paths.
+
+    Parameters
+    ----------
+    name : str
+        The operation, a key of :data:`OPERATIONS` (an unknown name finds nothing).
+    xp : module
+        The array namespace of the arguments.
+    ndim : int, default 2
+        The grid dimension of the call.
+    dtype : dtype, optional
+        The dtype of the call (any library's: compared by name, ``"float32"``); ``None``: not asked.
+    bc : str, optional
+        The boundary condition of the call; ``None``: not asked.
+    diffusivity : str, optional
+        The diffusivity name of the call (:func:`ssdops.diffusivity.resolve`); ``None``: not asked.
+
+    Returns
+    -------
+    callable or None
+        The registered kernel, called with keywords in its protocol's signature, or ``None``.
+
+    Raises
+    ------
+    AttributeError
+        If ``xp`` is not a module-like namespace (see :func:`library_of`).
+
+    Warns
+    -----
+    BackendImportWarning
+        Once per library, when its adapter module fails to import for a reason other than its framework
+        being absent (that library then runs the generic code).
+
+    See Also
+    --------
+    register : Adds a kernel with the cases it takes.
+    dispatch : Runs the kernel found here, or the generic code.
+    use_generic : Forces the generic code.
+
+    Notes
+    -----
+    The dispatch rule, for a case :math:`c` (grid dimension, dtype, boundary condition, diffusivity):
+
+    .. math::
+
+       \mathrm{lookup}(n, x_p, c) = \begin{cases} \text{None} & \text{generic forced and } n \notin
+       \text{DIFFERENTIATION\_RULES}, \\ \mathrm{kernel}(n, \ell) & c \text{ declared by } \mathrm{kernel}(n,
+       \ell), \\ \text{None} & \text{otherwise}, \end{cases} \qquad \ell = \mathrm{library\_of}(x_p).
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4.3.1.
 
     Examples
     --------
@@ -860,9 +1002,41 @@ def _numpy_kernel(name: str, ndim: int = 2) -> Callable[..., Any]:
 
 
 def registered(library: str | None = None) -> dict[tuple[str, str], Callable[..., Any]]:
-    r"""Every kernel loaded so far (of ``library`` only, after loading its adapter), as
-    ``{(operation, library): kernel}``.
+    r"""Every kernel loaded so far, as ``{(operation, library): kernel}``.
 
+    Parameters
+    ----------
+    library : str, optional
+        Only the kernels of this library (a key of :data:`LIBRARIES`), after loading its backend.
+
+    Returns
+    -------
+    dict
+        ``{(operation, library): kernel}``; empty for a library without kernels.
+
+    Raises
+    ------
+    BackendImportWarning
+        Only where warnings are errors (``warnings.simplefilter("error")``): issued, not raised, when the
+        backend of ``library`` fails to import for a reason other than its framework being absent.
+
+    See Also
+    --------
+    register : Adds a kernel.
+    lookup : The kernel one call gets.
+
+    Notes
+    -----
+    The keys are the pairs :math:`(\mathrm{operation}, \mathrm{library})` of :func:`register`; a backend is
+    loaded on demand, so without ``library`` only the backends used so far are listed.
+
+    References
+    ----------
+    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
+           J. Math. Imaging Vision, 2019, section 4.3.1.
+
+    Examples
+    --------
     >>> from ssdops import backends
     >>> sorted(op for op, library in backends.registered("numpy"))
     ['filter_step', 'perona_malik_step', 'ssd_apply', 'ssd_apply_transpose']
@@ -882,6 +1056,32 @@ def declarations(library: str | None = None) -> dict[tuple[str, str], Kernel]:
 def is_generic() -> bool:
     r"""Whether the generic code is forced here (inside :func:`use_generic`, or by ``SSDOPS_GENERIC=1``).
 
+    Returns
+    -------
+    bool
+        The switch of the current thread or asyncio task.
+
+    Raises
+    ------
+    None
+        Never raises: it reads a :class:`contextvars.ContextVar`.
+
+    See Also
+    --------
+    use_generic : Sets the switch.
+
+    Notes
+    -----
+    The switch :math:`s \in \{\mathrm{True}, \mathrm{False}\}` defaults to ``SSDOPS_GENERIC`` not in
+    ``("", "0")`` and is set per thread and per asyncio task by :func:`use_generic`.
+
+    References
+    ----------
+    .. [1] Python documentation, "contextvars: Context Variables",
+           https://docs.python.org/3/library/contextvars.html.
+
+    Examples
+    --------
     >>> from ssdops import backends
     >>> with backends.use_generic():
     ...     backends.is_generic()
@@ -892,13 +1092,42 @@ def is_generic() -> bool:
 
 @contextlib.contextmanager
 def use_generic(flag: bool = True) -> Iterator[None]:
-    r"""Inside the ``with`` block, force (``flag=True``) or release the generic array-API path.
+    r"""Inside the ``with`` block, force or release the generic array-API path.
 
     Every operation except the :data:`DIFFERENTIATION_RULES` then runs the generic code, the reference the
-    fast paths are tested against; the results agree to rounding. The switch is a
-    :class:`contextvars.ContextVar` (per thread and per asyncio task), reset on leaving the block; code
-    traced by ``torch.compile`` does not read it. A call without ``with`` does nothing (a test checks that
-    the repository has none).
+    fast paths are tested against; the results agree to rounding.
+
+    Parameters
+    ----------
+    flag : bool, default True
+        ``True`` forces the generic code; ``False`` releases it (inside an outer ``use_generic()`` or with
+        ``SSDOPS_GENERIC=1``).
+
+    Yields
+    ------
+    None
+        The switch holds inside the block and is reset on leaving it, also on an exception.
+
+    Raises
+    ------
+    ValueError
+        If ``bool(flag)`` does (an array of several elements, for example); raised on entering the block.
+
+    See Also
+    --------
+    is_generic : Reads the switch.
+    lookup : Answers ``None`` while the switch is on.
+
+    Notes
+    -----
+    The switch is a :class:`contextvars.ContextVar`: per thread and per asyncio task. Code traced by
+    ``torch.compile`` does not read it. For an operation :math:`n` outside the differentiation rules,
+    :math:`\mathrm{lookup}(n, \cdot) = \text{None}` inside the block.
+
+    References
+    ----------
+    .. [1] Python documentation, "contextvars: Context Variables",
+           https://docs.python.org/3/library/contextvars.html.
 
     Examples
     --------

@@ -28,6 +28,7 @@ Krylov solves (``implicit_step``) and the spectral solves are not registered her
 """
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 from array_api_compat import is_dask_array
@@ -158,8 +159,8 @@ class DaskAdapter(Adapter):
             )
         return x
 
-    def persist(self, x):
-        return x.persist()
+    def persist(self, *arrays):
+        return dask.persist(*arrays)
 
 
 ADAPTER = DaskAdapter("dask")

@@ -25,8 +25,8 @@ from __future__ import annotations
 import functools
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.sparse.linalg import bicgstab as jax_bicgstab
 from jax.scipy.sparse.linalg import cg as jax_cg
 

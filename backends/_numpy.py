@@ -27,8 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-
-from ssdops._kernels import FIVE_POINT, maps_ndim, perona_malik_diagonals, resolve, star
+from ssdops._kernels import (
+    FIVE_POINT,
+    boundary_face,
+    maps_ndim,
+    perona_malik_diagonals,
+    resolve,
+    star,
+)
 
 from . import Adapter, register
 
@@ -296,14 +302,8 @@ def _filter_step2(u, zeta, dt):
 
 
 def _boundary_face(edge, bc, ghost_gamma, out):
-    """A boundary face's diffusivity from the edge pixel's gamma (see ``ssdops.operators._faces``)."""
-    if bc == "neumann":
-        out.fill(0)
-    elif ghost_gamma is None:
-        np.copyto(out, edge)
-    else:
-        np.add(edge, ghost_gamma, out=out)
-        np.multiply(out, 0.5, out=out)
+    """``out`` = the boundary face's diffusivity (``ssdops._kernels.boundary_face``: the one rule)."""
+    np.copyto(out, boundary_face(np, edge, bc, ghost_gamma))
 
 
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):

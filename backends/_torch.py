@@ -50,6 +50,7 @@ from ssdops._kernels import FIVE_POINT as _FIVE_POINT
 from ssdops._kernels import (
     apply_generic,
     apply_transpose_generic,
+    boundary_face,
     centre,
     filter_step_generic,
     krylov_solve,
@@ -324,20 +325,11 @@ def filter_step(*, u, zeta, dt):
     return _FilterStep.apply(u, zeta, dt)
 
 
-def _boundary_face(edge, bc, ghost_gamma):
-    """A boundary face's diffusivity from the edge pixels' gamma (see ``ssdops.operators._faces``)."""
-    if bc == "neumann":
-        return torch.zeros_like(edge)
-    if ghost_gamma is None:
-        return edge
-    return (edge + ghost_gamma) / 2
-
-
 def _faces(gamma, axis, bc, ghost_gamma):
     n = gamma.shape[axis]
     interior = (gamma.narrow(axis, 0, n - 1) + gamma.narrow(axis, 1, n - 1)) / 2
-    lo = _boundary_face(gamma.narrow(axis, 0, 1), bc, ghost_gamma)
-    hi = _boundary_face(gamma.narrow(axis, n - 1, 1), bc, ghost_gamma)
+    lo = boundary_face(torch_xp, gamma.narrow(axis, 0, 1), bc, ghost_gamma)
+    hi = boundary_face(torch_xp, gamma.narrow(axis, n - 1, 1), bc, ghost_gamma)
     return torch.cat([lo, interior, hi], dim=axis)
 
 

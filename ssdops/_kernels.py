@@ -15,6 +15,7 @@ import warnings
 
 from array_api_compat import device
 
+from ._array import is_traced, to_numpy
 from ._errors import ConvergenceError, ConvergenceWarning
 from .diffusivity import resolve
 from .solvers import bicgstab, cg
@@ -30,6 +31,7 @@ __all__ = [
     "apply_generic",
     "apply_transpose_generic",
     "backward_gradient_norm2",
+    "boundary_face",
     "divergence_form_diagonals",
     "embed",
     "faces",
@@ -200,8 +202,7 @@ def faces(xp, gamma, axis, bc, ghost_gamma):
     """Face diffusivities along ``axis``: shape n + 1 along it, faces 0 and n on the boundary.
 
     Interior face i (between pixels i - 1 and i) carries the mean of their gamma; a boundary face carries
-    zero (neumann) or the mean of the edge pixel's gamma and the ghost's (dirichlet; ``ghost_gamma=None``:
-    the edge pixel's own gamma).
+    :func:`boundary_face` of the edge pixel's gamma.
     """
     n = gamma.shape[axis]
     first = gamma[along(axis, slice(None, 1))]
@@ -209,13 +210,19 @@ def faces(xp, gamma, axis, bc, ghost_gamma):
     head = gamma[along(axis, slice(None, n - 1))]
     tail = gamma[along(axis, slice(1, None))]
     interior = (head + tail) / 2
-    if bc == "neumann":
-        lo, hi = zeros(xp, first.shape, gamma), zeros(xp, last.shape, gamma)
-    elif ghost_gamma is None:
-        lo, hi = first, last
-    else:
-        lo, hi = (first + ghost_gamma) / 2, (last + ghost_gamma) / 2
+    lo, hi = boundary_face(xp, first, bc, ghost_gamma), boundary_face(xp, last, bc, ghost_gamma)
     return xp.concat([lo, interior, hi], axis=axis)
+
+
+def boundary_face(xp, edge, bc, ghost_gamma):
+    """The diffusivity of a boundary face from the edge pixels' gamma ``edge``: zero (neumann), the mean of
+    the edge pixel's gamma and the ghost's (dirichlet), or the edge pixel's own gamma (dirichlet,
+    ``ghost_gamma=None``). The one statement of the rule: the generic code and every kernel call it."""
+    if bc == "neumann":
+        return xp.zeros_like(edge)
+    if ghost_gamma is None:
+        return edge
+    return (edge + ghost_gamma) / 2
 
 
 def divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim=2):
@@ -304,8 +311,6 @@ def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_fail
     be read on the host: the loop then runs exactly ``maxiter`` iterations (converged images take zero
     steps), without restarts, and no convergence check is possible.
     """
-    from ._array import is_traced, to_numpy
-
     apply = apply_transpose_generic if transpose else apply_generic
     ndim = len(offsets[0])
     grid = tuple(u.shape[-ndim:])

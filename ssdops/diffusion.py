@@ -8,14 +8,21 @@ import numpy as np
 from . import backends
 from ._array import is_traced, to_numpy
 from ._kernels import perona_malik_diagonals
-from ._validate import check_bc, check_image, check_time, is_concrete, plain_scalar, read_scalars
+from ._validate import (
+    check_bc,
+    check_image,
+    check_time,
+    is_concrete,
+    plain_scalar,
+    read_scalars,
+)
 from .diffusivity import name_of, resolve
 from .explicit import explicit_step
 from .implicit import implicit_step
 from .operators import laplacian
+from .spectral import apply_laplacian_function
 from .ssd import SSD
 from .stencils import star
-from .spectral import apply_laplacian_function
 
 __all__ = ["heat", "perona_malik", "perona_malik_operator", "perona_malik_step"]
 
@@ -274,11 +281,16 @@ def perona_malik(
         check_time(dt, "dt", reading=read_scalars(xp, dt)[0])
     if check_finite and not is_traced(u0) and not bool(to_numpy(xp.all(xp.isfinite(u0)))):
         raise ValueError("u0 contains NaN or inf (pass check_finite=False to skip this check)")
-    step = perona_malik_step if scheme == "explicit" else _semi_implicit_step
-    options = dict(check_stable=check_stable) if scheme == "explicit" else dict(tol=tol, maxiter=maxiter)
+    # Checked once above: every step runs unchecked, the diffusivity resolved once.
+    name = name_of(g)
     u = u0
     for _ in range(int(steps)):
-        u = step(u, dt=dt, lam=lam, diffusivity=g, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma, **options)
+        if scheme == "explicit":
+            u = _explicit_step(xp, u, dt=dt, lam=lam, g=g, name=name, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma,
+                               check_stable=check_stable)
+        else:
+            op = _operator(xp, u, lam=lam, g=g, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
+            u = implicit_step(u, op, dt, method="cg", tol=tol, maxiter=maxiter)
     return u
 
 
@@ -358,13 +370,12 @@ def perona_malik_operator(u, *, lam, diffusivity="perona_malik", ndim=2, bc="neu
     check_bc(bc, ghost_gamma)
     lam = plain_scalar(lam)
     _check_lam(lam)
-    g = resolve(diffusivity)
+    return _operator(xp, u, lam=lam, g=resolve(diffusivity), ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
+
+
+def _operator(xp, u, *, lam, g, ndim, bc, ghost_gamma):
+    """:func:`perona_malik_operator` of checked arguments, ``g`` the diffusivity function."""
     return SSD(perona_malik_diagonals(xp, u, lam, g, bc, ghost_gamma, ndim), star(ndim), symmetric=True)
-
-
-def _semi_implicit_step(u, *, dt, lam, diffusivity, ndim, bc, ghost_gamma, tol, maxiter):
-    op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
-    return implicit_step(u, op, dt, method="cg", tol=tol, maxiter=maxiter)
 
 
 def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", ndim=2, bc="neumann", ghost_gamma=None,
@@ -442,16 +453,22 @@ def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", ndim=2, bc="neu
     check_bc(bc, ghost_gamma)
     lam, dt = plain_scalar(lam), plain_scalar(dt)
     _check_lam(lam)
-    name = name_of(diffusivity)
+    g = resolve(diffusivity)
+    return _explicit_step(xp, u, dt=dt, lam=lam, g=g, name=name_of(g), ndim=ndim, bc=bc, ghost_gamma=ghost_gamma,
+                          check_stable=check_stable)
+
+
+def _explicit_step(xp, u, *, dt, lam, g, name, ndim, bc, ghost_gamma, check_stable):
+    """:func:`perona_malik_step` of checked arguments: ``g`` the diffusivity function, ``name`` its name
+    (``None`` for a function of the user's)."""
     # Traced values cannot be checked (the check is skipped, as in explicit_step): straight to the kernel.
     traced = any(is_traced(v) for v in (u, dt, lam, ghost_gamma))
-    if check_stable and not traced and not _surely_stable(name, dt, lam, ghost_gamma, ndim):
-        op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
+    if check_stable and not traced and not _surely_stable(g, name, dt, lam, ghost_gamma, ndim):
+        op = _operator(xp, u, lam=lam, g=g, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
         return explicit_step(u, op, dt, check_stable=True)
 
     def generic():
-        op = perona_malik_operator(u, lam=lam, diffusivity=diffusivity, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
-        return explicit_step(u, op, dt)
+        return explicit_step(u, _operator(xp, u, lam=lam, g=g, ndim=ndim, bc=bc, ghost_gamma=ghost_gamma), dt)
 
     if name is None:  # a diffusivity function of the user's: only the generic code knows it
         return generic()
@@ -466,11 +483,11 @@ def _check_lam(lam):
         raise ValueError(f"lam must be > 0, got {lam}")
 
 
-def _surely_stable(name, dt, lam, ghost_gamma, ndim):
-    """Whether ``dt`` is below the stability limit of every operator the named diffusivity can give."""
+def _surely_stable(g, name, dt, lam, ghost_gamma, ndim):
+    """Whether ``dt`` is below the stability limit of every operator the named diffusivity ``g`` can give."""
     if name is None or any(is_traced(v) for v in (dt, lam, ghost_gamma)):
         return False
-    largest = resolve(name)(np.zeros(1), float(to_numpy(lam) if hasattr(lam, "shape") else lam))[0]
+    largest = g(np.zeros(1), float(to_numpy(lam) if hasattr(lam, "shape") else lam))[0]
     if ghost_gamma is not None:
         largest = max(largest, float(ghost_gamma))
     dt = float(to_numpy(dt)) if hasattr(dt, "shape") else float(dt)

@@ -25,7 +25,13 @@ from . import backends
 from ._array import is_traced, namespace
 from ._errors import ConvergenceError, ConvergenceWarning
 from ._kernels import apply_generic, krylov_solve
-from ._validate import check_time, half_precision, is_concrete, plain_scalar, read_scalars
+from ._validate import (
+    check_time,
+    half_precision,
+    is_concrete,
+    plain_scalar,
+    read_scalars,
+)
 from .analysis import is_symmetric
 from .spectral import apply_laplacian_function, laplacian_eigenvalue_range
 from .ssd import check_operator

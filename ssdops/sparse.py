@@ -9,7 +9,14 @@ import numpy as np
 from ._array import chunked_like, like_namespace, to_numpy
 from ._validate import check_grid_shape
 from .ssd import SSD, check_operator
-from .stencils import FIVE_POINT, NINE_POINT, SEVEN_POINT, THREE_POINT, TWENTY_SEVEN_POINT, star
+from .stencils import (
+    FIVE_POINT,
+    NINE_POINT,
+    SEVEN_POINT,
+    THREE_POINT,
+    TWENTY_SEVEN_POINT,
+    star,
+)
 
 __all__ = ["to_scipy", "from_scipy"]
 

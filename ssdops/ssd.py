@@ -19,9 +19,14 @@ import numbers
 import numpy as np
 from array_api_compat import device
 
-from . import backends
+from . import _tags, backends
 from ._array import chunked_like, like_namespace, namespace
-from ._kernels import apply_generic, apply_transpose_generic, component, transpose_diagonals
+from ._kernels import (
+    apply_generic,
+    apply_transpose_generic,
+    component,
+    transpose_diagonals,
+)
 from ._validate import check_grid, check_grid_shape
 from .stencils import FIVE_POINT, GRID_LETTERS, centre
 
@@ -42,11 +47,18 @@ class Tags:
     laplacian : tuple of (str, float) or None, default None
         ``(bc, c)`` when the operator is ``c * laplacian(grid, bc=bc)`` (diagonalised by a DCT or DST,
         see :func:`ssdops.implicit_step`'s ``"spectral"`` method).
+    definiteness : str or None, default None
+        ``"positive_definite"``, ``"positive_semidefinite"``, ``"negative_definite"``,
+        ``"negative_semidefinite"`` (of :math:`x^\top A x`) or ``None`` (unknown); derived from ``laplacian``
+        when not given (the Laplacian is negative semidefinite, definite for Dirichlet). :func:`as_lineax`
+        hands it to lineax, whose ``CG`` needs it.
 
     Raises
     ------
     dataclasses.FrozenInstanceError
         On assigning to a field: tags are immutable (build new ones, or pass ``tags=`` to :class:`SSD`).
+    ValueError
+        If ``definiteness`` is not one of the values above.
 
     See Also
     --------
@@ -68,7 +80,10 @@ class Tags:
        \quad \text{(Laplacian part only for a Python number } s\text{)},
 
     and :math:`A^\top` keeps the tags of :math:`A`. A sum with an operator of unknown symmetry is of unknown
-    symmetry (``None``), never ``False``.
+    symmetry (``None``), never ``False``. Definiteness follows the rule table of ``ssdops._tags``
+    (``identity``: positive definite; ``c * L``, ``c > 0``: negative semidefinite; a sum of two of one sign
+    keeps it; a negative number flips it; so :math:`I - \Delta t\,L` is positive definite); an operator made
+    by a transform (a gradient, a tangent, a vmapped copy) carries no tags at all.
 
     References
     ----------
@@ -79,25 +94,35 @@ class Tags:
     --------
     >>> import ssdops
     >>> (2.0 * ssdops.laplacian((4, 4), bc="dirichlet")).tags
-    Tags(symmetric=True, laplacian=('dirichlet', 2.0))
+    Tags(symmetric=True, laplacian=('dirichlet', 2.0), definiteness='negative_definite')
+    >>> (ssdops.identity((4, 4)) - 0.1 * ssdops.laplacian((4, 4))).tags.definiteness
+    'positive_definite'
     >>> ssdops.SSD(ssdops.identity((2, 2)).diagonals, ((0, 0),)).tags
-    Tags(symmetric=None, laplacian=None)
+    Tags(symmetric=None, laplacian=None, definiteness=None)
     """
 
     symmetric: bool | None = None
     laplacian: tuple | None = None
+    definiteness: str | None = None
+
+    def __post_init__(self):
+        _tags.check(self.definiteness)
+        if self.definiteness is None:  # a frozen dataclass sets its derived field through object
+            object.__setattr__(self, "definiteness", _tags.from_laplacian(self.laplacian))
 
     def __add__(self, other):
         lap = None
         if self.laplacian and other.laplacian and self.laplacian[0] == other.laplacian[0]:
             lap = (self.laplacian[0], self.laplacian[1] + other.laplacian[1])
-        return Tags(symmetric=True if (self.symmetric and other.symmetric) else None, laplacian=lap)
+        return Tags(symmetric=True if (self.symmetric and other.symmetric) else None, laplacian=lap,
+                    definiteness=_tags.add(self.definiteness, other.definiteness))
 
     def scaled(self, scalar):
         """The tags of ``scalar * op``: symmetry kept; a Laplacian scale only for a Python number."""
         number = isinstance(scalar, numbers.Real)
         lap = (self.laplacian[0], self.laplacian[1] * float(scalar)) if number and self.laplacian else None
-        return Tags(symmetric=self.symmetric, laplacian=lap)
+        return Tags(symmetric=self.symmetric, laplacian=lap,
+                    definiteness=_tags.scale(self.definiteness, scalar))
 
 
 class SSD:
@@ -206,7 +231,7 @@ class SSD:
         self._diagonals = diagonals
         self._offsets = offsets
         self._tags = tags
-        backends.adapter_for(diagonals)  # loads the library's adapter, which makes SSD a pytree there
+        backends.load_imported()  # the imported frameworks' adapters make SSD a pytree there
 
     # --- shape and type -------------------------------------------------------------------------
     @property
@@ -463,7 +488,8 @@ def identity(grid_shape, *, like=None):
     Returns
     -------
     SSD
-        The identity, diagonals ``(1, *grid_shape)`` of ones, offsets ``((0,) * d,)``, tagged symmetric.
+        The identity, diagonals ``(1, *grid_shape)`` of ones, offsets ``((0,) * d,)``, tagged symmetric
+        and positive definite.
 
     Raises
     ------
@@ -500,4 +526,4 @@ def identity(grid_shape, *, like=None):
     xp, dtype, dev = like_namespace(like)
     grid = check_grid_shape(grid_shape, ndim=(1, 2, 3))
     diagonals = chunked_like(xp.ones((1, *grid), dtype=dtype, device=dev), like, len(grid))
-    return SSD(diagonals, (centre(len(grid)),), symmetric=True)
+    return SSD(diagonals, (centre(len(grid)),), tags=Tags(symmetric=True, definiteness="positive_definite"))

@@ -12,9 +12,8 @@ import importlib.util
 import os
 
 import pytest
-from hypothesis import HealthCheck, settings
-
 import support
+from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -11,9 +11,9 @@ import sys
 import array_api_compat
 import numpy as np
 import pytest
+from support import to_numpy
 
 import ssdops
-from support import to_numpy
 from ssdops import backends
 from ssdops._kernels import apply_generic, apply_transpose_generic
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdops.tools import bench as benchmark, cli, compare
+from ssdops.tools import bench as benchmark
+from ssdops.tools import cli, compare
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_FRAMEWORKS = [name for name in ("numpy", "torch", "jax") if importlib.util.find_spec(name)]

@@ -6,6 +6,9 @@ time; ``ssdops.diffnet``, ``ssdops.tools`` and the DiffNet packages use the publ
 """
 import ast
 import pathlib
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -81,7 +84,8 @@ def test_tags_are_set_at_construction_and_carried_by_the_algebra():
     assert (L - L).tags.laplacian == ("dirichlet", 0.0)
     assert L.T.tags == L.tags
     N = ssdops.laplacian((4, 5), bc="neumann")
-    assert (L + N).tags == ssdops.Tags(symmetric=True, laplacian=None)  # two boundary conditions: no DCT/DST
+    assert (L + N).tags == ssdops.Tags(symmetric=True, laplacian=None,  # two boundary conditions: no DCT/DST
+                                       definiteness="negative_definite")  # but a sum of one sign
     G = ssdops.divergence_form(np.ones((4, 5)) + np.arange(5.0))
     assert G.tags == ssdops.Tags(symmetric=True) and (G + L).tags.laplacian is None
     assert (L * np.float64(2.0)).tags.laplacian == ("dirichlet", 2.0)
@@ -133,3 +137,174 @@ def test_offsets_must_share_one_dimension():
         ssdops.SSD(np.ones((1, 2, 2, 2, 2)), ((0, 0, 0, 0),))
     with pytest.raises(ValueError, match=r"expected shape \(\.\.\., 7, D, H, W\)"):
         ssdops.SSD(np.ones((5, 3, 3)), ssdops.SEVEN_POINT)
+
+
+# --- issue 24: one adapter per library ---------------------------------------------------------------------
+CORE_FRAMEWORKS = {"torch", "jax", "cupy", "dask"}
+#: The core: ssdops/*.py (the adapters to other libraries, ssdops/interop/, may name what they adapt to).
+CORE = sorted((REPO / "ssdops").glob("*.py"))
+_FRAMEWORK_HELPER = re.compile(r"is_(torch|jax|cupy|dask)_")
+
+
+def _error_message_strings(tree):
+    """ids of the string constants inside ``raise`` statements and ``warnings.warn`` calls (messages may
+    name a framework)."""
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) or (isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "warn"):
+            ids |= {id(n) for n in ast.walk(node) if isinstance(n, ast.Constant)}
+    return ids
+
+
+def _framework_mentions(path):
+    tree = ast.parse(path.read_text())
+    messages = _error_message_strings(tree)
+    found = []
+    for name, node in _imports(path):
+        if name.split(".")[0] in CORE_FRAMEWORKS or _FRAMEWORK_HELPER.search(name.rsplit(".", 1)[-1]):
+            found.append(f"line {node.lineno}: import {name}")
+    for node in ast.walk(tree):
+        word = (node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name)
+                else node.name if isinstance(node, ast.alias) else None)
+        if word is not None and (word in CORE_FRAMEWORKS or _FRAMEWORK_HELPER.match(word)):
+            found.append(f"line {node.lineno}: {word}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in messages \
+                and node.value.strip().lower() in CORE_FRAMEWORKS:
+            found.append(f"line {node.lineno}: {node.value!r}")
+    return found
+
+
+@pytest.mark.parametrize("path", CORE, ids=lambda p: p.name)
+def test_the_core_names_no_framework(path):
+    """What a framework needs lives in its adapter (backends/_<library>.py): no import of, attribute or
+    name equal to, or string equal to torch, jax, cupy, dask in the core (error messages may name them)."""
+    assert _framework_mentions(path) == []
+
+
+def test_the_framework_check_finds_a_mention(tmp_path):
+    """The check above can fail: each kind of mention is found."""
+    probe = REPO / "ssdops" / "_probe_for_test_structure.py"
+    source = ("import torch\nfrom array_api_compat import is_dask_array\nimport sys\n"
+              "x = sys.modules['jax']\ny = sys.modules.get('cupy').ndarray\nraise ValueError('torch')\n")
+    probe.write_text(source)
+    try:
+        found = _framework_mentions(probe)
+    finally:
+        probe.unlink()
+    assert sorted({int(f.split(":")[0].split()[1]) for f in found}) == [1, 2, 4, 5], found  # not the message
+
+
+def _module_name(path):
+    parts = path.relative_to(REPO).with_suffix("").parts
+    if parts[0] == "backends":
+        parts = ("ssdops",) + parts
+    return ".".join(p for p in parts if p != "__init__")
+
+
+def _graph(paths, *, module_level_only=()):
+    """Module -> the ssdops modules it imports (at any level; at module level only for ``module_level_only``)."""
+    names = {_module_name(p): p for p in paths}
+    graph = {}
+    for name, path in names.items():
+        tree = ast.parse(path.read_text())
+        top = _top_level(tree)
+        edges = set()
+        for imported, node in _imports(path):
+            if name in module_level_only and id(node) not in top:
+                continue
+            target = next((m for m in (imported, imported.rsplit(".", 1)[0]) if m in names), None)
+            if target is not None and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph):
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def test_the_core_has_no_import_circle():
+    """No circle among the core's modules, counting imports inside functions too (``_kernels -> _validate ->
+    ssd -> _kernels`` was one). The registry loads the adapters on demand (a plugin's import of the core is
+    no circle): only its module-level imports count."""
+    paths = [p for p in sorted((REPO / "ssdops").glob("*.py")) + sorted((REPO / "ssdops" / "solvers").glob("*.py"))
+             if p.name != "__init__.py"] + sorted((REPO / "backends").glob("*.py"))
+    graph = _graph(paths, module_level_only={"ssdops.backends"})
+    assert _cycles(graph) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the search finds one
+
+
+def _python_files():
+    skip = {".ci-venv", ".git", "build", "node_modules", ".mypy_cache", ".ruff_cache"}
+    return [p for p in REPO.rglob("*.py") if not skip & set(p.relative_to(REPO).parts)]
+
+
+def test_every_use_generic_is_a_with_block():
+    """``use_generic()`` is a context manager: a bare call does nothing (a test once compared the fast path
+    with itself so). Python files by their syntax tree, Markdown and reST by their lines."""
+    bare = []
+    for path in _python_files():
+        tree = ast.parse(path.read_text())
+        in_with = {id(item.context_expr) for node in ast.walk(tree) if isinstance(node, (ast.With, ast.AsyncWith))
+                   for item in node.items}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == \
+                    "use_generic" and id(node) not in in_with:
+                bare.append(f"{path.relative_to(REPO)}:{node.lineno}")
+        for node in ast.walk(tree):  # doctests inside docstrings
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                bare += [f"{path.relative_to(REPO)}:{node.lineno} (docstring)" for line in node.value.splitlines()
+                         if re.search(r"use_generic\(", line) and ">>>" in line and "with " not in line]
+    for path in [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "docs").rglob("*.rst")]:
+        if path.exists():
+            bare += [f"{path.relative_to(REPO)}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
+                     if re.match(r"\s*(>>> |\.\.\. )?(ssdops\.)?(backends\.)?use_generic\(", line)]
+    assert bare == []
+
+
+def test_importing_the_repository_folder_as_backends_fails_clearly():
+    """From a source checkout (the repository root on sys.path) ``import backends`` would be a second
+    registry: it raises ImportError naming ``ssdops.backends``."""
+    code = f"import sys; sys.path.insert(0, {str(REPO)!r}); import backends"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "'ssdops.backends'" in result.stderr, result.stderr
+
+
+def _module_assignments(paths, name):
+    return [f"{p.relative_to(REPO)}" for p in paths for node in ast.parse(p.read_text()).body
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            and name in [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                         if isinstance(t, ast.Name)]]
+
+
+@pytest.mark.parametrize("name", ["TASKS", "PAPER_PM_ARGS", "FIVE_POINT", "GRID_LETTERS", "LIBRARIES",
+                                  "BOUNDARY_CONDITIONS"])
+def test_each_constant_is_defined_once(name):
+    paths = [p for p in _python_files() if p.relative_to(REPO).parts[0] in ("ssdops", "backends")]
+    assert len(_module_assignments(paths, name)) == 1, _module_assignments(paths, name)
+
+
+def test_the_library_table_is_read_by_bench_compare_and_the_tests():
+    from conftest import KNOWN_LIBRARIES, LIBRARIES
+
+    from ssdops.tools import bench, compare
+
+    table = ssdops.backends.LIBRARIES
+    assert bench.BACKENDS == tuple(n for n, row in table.items() if row.benchmarked)
+    assert compare.FRAMEWORKS == tuple(f for row in table.values() for f in row.compared)
+    assert set(LIBRARIES) <= set(KNOWN_LIBRARIES) == {n for n, row in table.items() if row.tested != "never"}

@@ -10,13 +10,12 @@ against JAX's ``jax.hessian`` on the same problem.
 """
 import numpy as np
 import pytest
+from support import FIVE, NINE
 
 import ssdops
 from ssdops import backends
 from ssdops._array import is_traced
 from ssdops._kernels import apply_generic, perona_malik_diagonals, resolve
-
-from support import FIVE, NINE
 
 torch = pytest.importorskip("torch")
 func = torch.func

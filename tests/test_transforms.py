@@ -95,6 +95,9 @@ def test_jax_jit_takes_an_operator(jax):
     np.testing.assert_allclose(np.asarray(got), (_dense(ssdops.laplacian(GRID, bc="dirichlet")) @ U.ravel())
                                .reshape(GRID), atol=1e-12)
     assert jax.tree_util.tree_structure(L).num_leaves == 1
+    # an operator of NumPy arrays too, once JAX is imported: jit makes its diagonals JAX arrays
+    L_np = ssdops.laplacian(GRID, bc="dirichlet")
+    np.testing.assert_allclose(np.asarray(jax.jit(lambda op, v: op @ v)(L_np, u)), L_np @ U, atol=1e-12)
 
 
 def test_jax_grad_is_an_untagged_operator_equal_to_finite_differences(jax):

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 from . import format, loop, runs
-from .config import RunConfig, positive_int
+from .config import LIST_KEYS, RunConfig, positive_int
 
 __all__ = ["add_evaluate_arguments", "add_train_arguments", "build_parser", "evaluate_command", "report_evaluation",
            "run_directory", "train_command"]
@@ -42,7 +42,7 @@ def add_train_arguments(p, *, models, skip=()):
             continue
         choices = models if f.name == "model" else meta["choices"]
         kwargs = {"default": argparse.SUPPRESS, "help": f"{meta['help']} (default: {f.default!r})"}
-        if f.name == "exclude":
+        if f.name in LIST_KEYS:
             kwargs.update(nargs="*", metavar="NAME")
         if choices is not None:
             kwargs["choices"] = choices

@@ -25,6 +25,8 @@ GRID_DIMENSIONS = (2, 3)
 PLANAR_MODELS = ("unet",)
 #: Settings that may differ on ``--resume`` (how and where a run executes, not what it computes).
 RUNTIME_KEYS = ("time_budget", "out", "progress", "threads", "device", "devices")
+#: Settings holding a tuple of names (a list in ``config.json``, several values after one flag).
+LIST_KEYS = ("exclude", "test_sources")
 #: Smallest image side: the 3x3 convolutions and the 5-point stencil need an interior.
 MIN_IMAGE_SIZE = 3
 
@@ -117,6 +119,8 @@ class RunConfig:
                                    optional_positive_int)
     cache_dir: str | None = _setting(None, "cache the generated data sets here (.npz)")
     exclude: tuple = _setting((), "natural data: photographs to hold out (e.g. camera)", choices=NATURAL_SOURCES)
+    test_sources: tuple = _setting((), "natural data: cut the test set from these photographs only and hold them "
+                                   "out of training (none: both from all photographs)", choices=NATURAL_SOURCES)
     progress: bool = _setting(True, "progress bars", flag=False)
     out: str | None = _setting(None, "the run directory", flag=False)
 
@@ -129,10 +133,15 @@ class RunConfig:
                     object.__setattr__(self, f.name, check(value))
                 except argparse.ArgumentTypeError as err:
                     raise ValueError(f"{f.name}: {err}") from None
-            values = tuple(value) if f.name == "exclude" else (value,)
+            values = tuple(value) if f.name in LIST_KEYS else (value,)
             if choices is not None and any(v not in choices for v in values):
                 raise ValueError(f"{f.name}: {value!r} is not one of {choices}")
-        object.__setattr__(self, "exclude", tuple(self.exclude))
+        for name in LIST_KEYS:
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.test_sources and self.data != "natural":
+            raise ValueError(f"test_sources: only for data natural, not {self.data}")
+        if set(self.test_sources) & set(self.exclude):
+            raise ValueError(f"test_sources {self.test_sources} and exclude {self.exclude} overlap")
         if self.data == "stl10" and self.data_path is None:
             raise ValueError("data stl10 needs data_path (--data-path: the stl10_binary directory)")
         data_ndim = DATA_NDIM[self.data]
@@ -155,9 +164,10 @@ class RunConfig:
         return cls(**values)
 
     def to_dict(self):
-        """The JSON-ready dict of ``config.json`` (``exclude`` as a list; ``progress`` left out)."""
+        """The JSON-ready dict of ``config.json`` (``exclude`` and ``test_sources`` as lists; ``progress`` left out)."""
         values = dataclasses.asdict(self)
-        values["exclude"] = list(self.exclude)
+        for name in LIST_KEYS:
+            values[name] = list(getattr(self, name))
         del values["progress"]
         return values
 

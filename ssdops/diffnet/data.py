@@ -348,11 +348,16 @@ def check_source(config):
     patches, a source photograph large enough for the image size."""
     if config.data == "natural":
         size = DEFAULT_SIZES["natural"] if config.image_size is None else config.image_size
-        names = [s for s in NATURAL_SOURCES if s not in set(config.exclude)]
-        largest = max((min(_grey_photo(s).shape) for s in names), default=0)
-        if size > largest:
-            raise ValueError(f"image size {size}: the largest patch the natural photographs "
-                             f"{'left ' if config.exclude else ''}give is {largest}")
+        test_sources = tuple(getattr(config, "test_sources", ()))
+        held_out = set(config.exclude) | set(test_sources)
+        groups = [("", [s for s in NATURAL_SOURCES if s not in held_out])]
+        if test_sources:
+            groups.append(("test ", list(test_sources)))
+        for role, names in groups:
+            largest = max((min(_grey_photo(s).shape) for s in names), default=0)
+            if size > largest:
+                raise ValueError(f"image size {size}: the largest patch the natural {role}photographs "
+                                 f"{'left ' if held_out and not role else ''}give is {largest}")
     if config.data == "stl10":
         for split in ("train", "test"):
             _, available = stl10_file(config.data_path, split)
@@ -364,14 +369,20 @@ def check_source(config):
 def load_data(config, split):
     """``(input, target)`` float32 ``(N, 1, *grid)`` NumPy arrays of a run's ``split`` (``"train"`` or
     ``"test"``): :class:`~ssdops.diffnet.config.RunConfig` ``config``'s data set, task and noise; the
-    train images drawn with ``seed``, the test images with ``seed + 1`` (STL-10: the split's own file)."""
+    train images drawn with ``seed``, the test images with ``seed + 1`` (STL-10: the split's own file). With
+    ``test_sources`` (natural data) the test patches come from those photographs only and the training patches
+    from the others, so that runs of any training-set size share one test set."""
     if split not in ("train", "test"):
         raise ValueError(f"unknown split {split!r}: use 'train' or 'test'")
     n = config.train_size if split == "train" else config.test_size
     seed = config.seed + (0 if split == "train" else 1)
-    if config.data == "natural" and config.exclude:
+    test_sources = getattr(config, "test_sources", ())
+    if config.data == "natural" and (config.exclude or test_sources):
         size = DEFAULT_SIZES["natural"] if config.image_size is None else config.image_size
-        images = natural_patches(n, size, seed=seed, exclude=config.exclude)
+        if test_sources and split == "test":     # the test photographs only: one test set whatever the training
+            images = natural_patches(n, size, seed=seed, sources=test_sources)
+        else:
+            images = natural_patches(n, size, seed=seed, exclude=tuple(config.exclude) + tuple(test_sources))
     else:
         images = load_images(config.data, n, size=config.image_size, seed=seed, path=config.data_path,
                              split=split)

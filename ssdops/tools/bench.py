@@ -174,11 +174,11 @@ def targets(names=BACKENDS, *, jax_x64=False):
         elif name in registry.LIBRARIES:
             # Any other library of the table: its namespace's asarray on the default device.
             try:
-                xp = importlib.import_module(registry.LIBRARIES[name].framework)
+                module = importlib.import_module(registry.LIBRARIES[name].framework)
             except ImportError:
                 continue
-            found.append(Target(name, "cpu", (lambda xp: lambda a: xp.asarray(a))(xp),
-                                stream=(lambda xp: lambda x: (lambda: xp.asarray(x, copy=True)))(xp),
+            found.append(Target(name, "cpu", module.asarray,
+                                stream=lambda x, m=module: (lambda: m.asarray(x, copy=True)),
                                 device_name=_cpu_model()))
         else:
             known = tuple(registry.LIBRARIES) + ("jax.jit", "jax-eager")

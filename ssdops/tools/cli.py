@@ -13,7 +13,8 @@ __all__ = ["build_parser", "main"]
 def build_parser():
     """The argument parser of ``ssdops`` with its subcommands."""
     from .. import __version__
-    from . import bench as benchmark, compare
+    from . import bench as benchmark
+    from . import compare
 
     parser = argparse.ArgumentParser(
         prog="ssdops",

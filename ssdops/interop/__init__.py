@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .ssd import SSD
+from ..ssd import SSD
 
 __all__ = ["as_pylops", "aslinearoperator"]
 
