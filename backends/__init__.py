@@ -26,6 +26,9 @@ Every kernel is called with keywords, in the signature of its operation's protoc
 been validated by the core before dispatch (shapes, dtypes, boundary conditions, values), so a kernel
 never re-checks them and every backend answers a bad call with the same exception.
 
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+
 Notes
 -----
 The kernels of each library:
@@ -125,38 +128,10 @@ class SSDApply(Protocol):
     shared with the inputs) receives the result, which is returned; a library without writable arrays
     raises TypeError.
 
-    Parameters
-    ----------
-    *args : tuple
-        Not accepted: a protocol is a type for static checkers, never instantiated.
-    **kwargs : dict
-        Not accepted, as ``*args``.
-
-    Raises
-    ------
-    TypeError
-        On instantiation: protocols cannot be instantiated. A kernel raises nothing of its own for bad
-        arguments (but ``out=`` on a library without writable arrays: TypeError): the core has validated
-        them before dispatch, so every backend answers a bad call with the core's exception.
-
     See Also
     --------
     lookup : Finds the kernel of a library.
     ssdops.SSD : Calls it in ``op @ u`` (``matvec``) and ``rmatvec``.
-
-    Notes
-    -----
-    Products only over in-grid neighbours:
-
-    .. math::
-
-       (A u)[p] = \sum_k d_k[p]\, u[p + o_k], \qquad (A^\top u)[q] = \sum_k d_k[q - o_k]\, u[q - o_k].
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7 and section 4.3.1 (filters as images multiplied
-           with shifted copies).
 
     Examples
     --------
@@ -182,35 +157,10 @@ class FilterStep(Protocol):
     dtype; d is read off the shapes (kernels are registered for the dimensions they take, see
     :func:`register`).
 
-    Parameters
-    ----------
-    *args : tuple
-        Not accepted: a protocol is a type for static checkers, never instantiated.
-    **kwargs : dict
-        Not accepted, as ``*args``.
-
-    Raises
-    ------
-    TypeError
-        On instantiation: protocols cannot be instantiated. A kernel raises nothing of its own for bad
-        arguments: the core has validated them before dispatch, so every backend answers a bad call with
-        the core's exception.
-
     See Also
     --------
     ssdops.filter_step : The public function that dispatches to it.
     lookup : Finds the kernel of a library.
-
-    Notes
-    -----
-    In 2-D, over in-grid neighbours,
-
-    .. math:: u[p] + \Delta t\,\Bigl(\sum_{k=1}^{4} \zeta_k[p]\, u[p + o_k] - \zeta_5[p]\, u[p]\Bigr).
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.7).
 
     Examples
     --------
@@ -234,40 +184,10 @@ class PeronaMalikStep(Protocol):
     ``ghost_gamma`` as in :func:`ssdops.divergence_form`, on the last ``ndim`` axes of ``u``. It returns the
     images after the step, in ``u``'s library and dtype.
 
-    Parameters
-    ----------
-    *args : tuple
-        Not accepted: a protocol is a type for static checkers, never instantiated.
-    **kwargs : dict
-        Not accepted, as ``*args``.
-
-    Raises
-    ------
-    TypeError
-        On instantiation: protocols cannot be instantiated. A kernel raises nothing of its own for bad
-        arguments: the core has validated them before dispatch, so every backend answers a bad call with
-        the core's exception.
-
     See Also
     --------
     ssdops.perona_malik_step : The public function that dispatches to it.
     ssdops.perona_malik_operator : The operator the step applies.
-
-    Notes
-    -----
-    With backward differences :math:`\nabla_b` (the ghost convention of ``bc``),
-
-    .. math:: u + \Delta t\,\nabla\cdot\bigl(g(|\nabla_b u|^2, \lambda)\,\nabla u\bigr)
-              = \bigl(I + \Delta t\,L(\gamma)\bigr)\,u,
-
-    fused: the operator :math:`L(\gamma)` is never stored.
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (2.10) and (5.1).
-    .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion",
-           IEEE Trans. Pattern Anal. Mach. Intell. 12(7), 629-639, 1990.
 
     Examples
     --------
@@ -295,38 +215,10 @@ class ImplicitSolve(Protocol):
     adjoint solve): it is a rule of differentiation (:data:`DIFFERENTIATION_RULES`), kept under
     :func:`use_generic`.
 
-    Parameters
-    ----------
-    *args : tuple
-        Not accepted: a protocol is a type for static checkers, never instantiated.
-    **kwargs : dict
-        Not accepted, as ``*args``.
-
-    Raises
-    ------
-    TypeError
-        On instantiation: protocols cannot be instantiated. A kernel raises nothing of its own for bad
-        arguments: the core has validated them before dispatch, so every backend answers a bad call with
-        the core's exception.
-
     See Also
     --------
     ssdops.implicit_step : The public function that dispatches to it.
     DIFFERENTIATION_RULES : The operations :func:`use_generic` keeps.
-
-    Notes
-    -----
-    The forward solve and the reverse mode, with an output cotangent :math:`\bar x`:
-
-    .. math::
-
-       (I - \Delta t\,A)\,x = u, \qquad (I - \Delta t\,A^\top)\,w = \bar x, \qquad \bar u = w, \qquad
-       \bar\theta = w^\top \partial_\theta(\Delta t\,A(\theta))\,x.
-
-    References
-    ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11).
 
     Examples
     --------
@@ -615,9 +507,10 @@ _GENERIC = contextvars.ContextVar(
 
 def _import(library: str) -> Adapter:
     """Import the adapter module of ``library`` (registering its kernels) and return its ``ADAPTER``."""
-    if LIBRARIES[library].load is None:
+    load = LIBRARIES[library].load
+    if load is None:
         return GENERIC
-    return LIBRARIES[library].load().ADAPTER
+    return load().ADAPTER
 
 
 def _load(library: str) -> Adapter:
@@ -860,8 +753,7 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.3.1 (the operations these kernels implement).
+    .. [1] Arridge and Hauptmann (2019), section 4.3.1 (the operations these kernels implement).
 
     Examples
     --------
@@ -940,8 +832,7 @@ def lookup(name: str, xp: Any, ndim: int = 2, *, dtype: Any = None, bc: str | No
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.3.1.
+    .. [1] Arridge and Hauptmann (2019), section 4.3.1.
 
     Examples
     --------
@@ -1032,8 +923,7 @@ def registered(library: str | None = None) -> dict[tuple[str, str], Callable[...
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.3.1.
+    .. [1] Arridge and Hauptmann (2019), section 4.3.1.
 
     Examples
     --------
@@ -1060,11 +950,6 @@ def is_generic() -> bool:
     -------
     bool
         The switch of the current thread or asyncio task.
-
-    Raises
-    ------
-    None
-        Never raises: it reads a :class:`contextvars.ContextVar`.
 
     See Also
     --------

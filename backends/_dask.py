@@ -23,8 +23,13 @@ chunked like it) and carry their offset axis in one chunk. Every chunk of a spli
 least ``depth`` long (ValueError otherwise: rechunk). ``dt`` and ``lam`` given as dask arrays are computed
 (one host read each).
 
-Krylov solves (``implicit_step``) and the spectral solves are not registered here: see the README section
-"Images beyond one machine".
+Krylov solves (``implicit_solve``: ``implicit_step`` by CG or BiCGSTAB) run the generic loop
+(:func:`ssdops._kernels.krylov_solve`) with the products above, on state kept bounded: the image and the
+diagonals (chunked like the image, the offset axis whole) are persisted once, before the loop, and the
+solvers persist their vectors every iteration (:meth:`DaskAdapter.persist`), so each iteration's graph is
+one product and a few reductions on persisted chunks, never the history of the solve. Under
+:func:`ssdops.backends.use_generic` the kernel declines (the generic products run). The spectral solves
+are not registered here: see the README section "Images beyond one machine".
 """
 from __future__ import annotations
 
@@ -33,9 +38,9 @@ import dask.array as da
 import numpy as np
 from array_api_compat import is_dask_array
 
-from . import Adapter, _numpy_kernel, register
+from . import Adapter, _numpy_kernel, is_generic, register
 
-__all__ = ["ADAPTER", "filter_step", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
+__all__ = ["ADAPTER", "filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
 #: The reach of one Perona-Malik step along each axis (see the module docstring).
 PERONA_MALIK_DEPTH = 2
@@ -129,6 +134,26 @@ def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
     )
 
 
+def implicit_solve(*, u, diagonals, offsets, dt, method, tol, maxiter, on_failure, x0):
+    """``(I - dt A)^{-1} u`` by the generic Krylov loop on persisted state (see the module docstring)."""
+    if is_generic():
+        return NotImplemented
+    from array_api_compat import array_namespace
+
+    from .._kernels import krylov_solve
+
+    grid_chunks = u.chunks[-2:]
+    diagonals = diagonals.rechunk(u.chunks[:-2] + ((diagonals.shape[-3],),) + grid_chunks)
+    x0 = None if x0 is None else da.broadcast_to(x0, u.shape).rechunk(u.chunks)
+    u, diagonals, x0 = ADAPTER.persist(u, diagonals, x0)
+
+    def product(x):
+        return ssd_apply(diagonals=diagonals, offsets=offsets, u=x)
+
+    return krylov_solve(array_namespace(u), u=u, diagonals=diagonals, offsets=offsets, dt=_host_value(dt),
+                        method=method, tol=tol, maxiter=maxiter, on_failure=on_failure, x0=x0, product=product)
+
+
 class DaskAdapter(Adapter):
     """dask: lazy arrays (no ``out=``), read by computing the graph; diagonals chunked like their image;
     whole grid axes for FFTs."""
@@ -170,5 +195,6 @@ for _name, _kernel in (
     ("ssd_apply_transpose", ssd_apply_transpose),
     ("filter_step", filter_step),
     ("perona_malik_step", perona_malik_step),
+    ("implicit_solve", implicit_solve),
 ):
     register(_name, "dask", _kernel, ndims=(2,))

@@ -182,6 +182,11 @@ def _apply(diagonals, offsets, u, transpose, out=None):
         offsets2 = tuple((0, dx) for (dx,) in offsets)
         out2 = None if out is None else out[..., None, :]
         return _apply2(diagonals[..., None, :], offsets2, u[..., None, :], transpose, out=out2)[..., 0, :]
+    if out is not None and _plane_contiguous(out) is not out:
+        # The blocked loops write planes as flat runs: an ``out`` whose planes are not C-contiguous (Fortran
+        # order, a transposed view) receives a copy of the result, as on the generic path.
+        np.copyto(out, _apply(diagonals, offsets, u, transpose))
+        return out
     if ndim == 3:
         return _apply3(diagonals, offsets, u, transpose, out)
     return _apply2(diagonals, offsets, u, transpose, out=out)
@@ -309,10 +314,37 @@ def _boundary_face(edge, bc, ghost_gamma, out):
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
     """One explicit Perona-Malik step: on images the blocked flux-form kernel below; on signals and volumes
     the step's diagonals (the generic code) and the blocked apply, updated in place."""
+    if ndim == 3:
+        return _perona_malik_step3(u, dt, lam, resolve(diffusivity), bc, ghost_gamma)
     if ndim != 2:
         diagonals = perona_malik_diagonals(np, u, lam, resolve(diffusivity), bc, ghost_gamma, ndim)
         return _update(u, dt, _apply(diagonals, star(ndim), u, False))
     return _perona_malik_step2(u, dt, lam, diffusivity, bc, ghost_gamma)
+
+
+#: The 3-D Perona-Malik step runs on slabs of at least this many bytes of planes (and at most about a twelfth
+#: of the volume), so that its temporaries (the slab's seven diagonals and their makings, about 18 slabs) stay
+#: below two volumes while small volumes take one pass.
+PM3_SLAB_BYTES = 1 << 19
+
+
+def _perona_malik_step3(u, dt, lam, g, bc, ghost_gamma):
+    """The 3-D step slab by slab: output planes ``[z0, z1)`` from the generic diagonals and the blocked apply
+    on planes ``[z0 - 2, z1 + 1)`` (gamma at plane z needs ``u`` at z - 1, the faces around z gamma at z - 1
+    and z + 1), whose halo planes, wrong at the slab's false boundary, are dropped."""
+    D = u.shape[-3]
+    plane_bytes = max(1, u.size // D * u.itemsize)
+    planes = max(-(-D // 12) - 3, PM3_SLAB_BYTES // plane_bytes, 1)
+    out = np.empty(u.shape, dtype=u.dtype)
+    for z0 in range(0, D, planes):
+        z1 = min(z0 + planes, D)
+        a, b = max(z0 - 2, 0), min(z1 + 1, D)
+        sub = u[..., a:b, :, :]
+        diagonals = perona_malik_diagonals(np, sub, lam, g, bc, ghost_gamma, 3)
+        step = _update(sub, dt, _apply(diagonals, star(3), sub, False))
+        diagonals = None
+        out[..., z0:z1, :, :] = step[..., z0 - a : z1 - a, :, :]
+    return out
 
 
 def _perona_malik_step2(u, dt, lam, diffusivity, bc, ghost_gamma):

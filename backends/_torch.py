@@ -122,8 +122,8 @@ def _functorch_wrapped(*tensors):
     """Whether any tensor is a ``torch.func`` wrapper (grad, jvp) or a batched tensor (vmap): in-place
     writes into a fresh tensor fail on those, so the functional forms run. (Dynamo cannot call the test;
     while compiling, the eager kernels are traced.)"""
-    return not torch.compiler.is_compiling() and any(isinstance(t, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(t)
-               for t in tensors)
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return not torch.compiler.is_compiling() and any(isinstance(t, torch.Tensor) and wrapped(t) for t in tensors)
 
 
 def _kernel(diagonals, offsets, u, transpose):

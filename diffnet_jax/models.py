@@ -12,6 +12,9 @@ initialisation, ``dt = 0.2``), and convolutions that are cross-correlations with
 ``(N, 1, D, H, W)`` volumes (``ndim=3``); the filter estimator gives ``2 ndim + 1`` maps in
 ``ssdops.FIVE_POINT`` / ``SEVEN_POINT`` order. Parameters are float32 whatever ``jax_enable_x64`` says, and
 inputs are cast to the parameters' dtype at the model boundary.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
@@ -83,8 +86,7 @@ class Conv(eqx.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4 (the 3x3 convolutions of :math:`\mathrm{CNN}_k`).
+    .. [1] Arridge and Hauptmann (2019), section 4 (the 3x3 convolutions of :math:`\mathrm{CNN}_k`).
     .. [2] P. Kidger and C. Garcia, "Equinox: neural networks in JAX via callable PyTrees and filtered
            transformations", Differentiable Programming workshop at NeurIPS 2021, arXiv:2111.00254.
 
@@ -160,8 +162,7 @@ class FilterEstimator(eqx.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Fig. 3 and eq. (4.7).
+    .. [1] Arridge and Hauptmann (2019), Fig. 3 and eq. (4.7).
 
     Examples
     --------
@@ -224,8 +225,7 @@ class DiffusionLayer(eqx.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.7) and Fig. 2.
+    .. [1] Arridge and Hauptmann (2019), eq. (4.7) and Fig. 2.
 
     Examples
     --------
@@ -329,8 +329,7 @@ class DiffNet(_DiffusionNetwork):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4, Figs. 2 and 3, eq. (4.7).
+    .. [1] Arridge and Hauptmann (2019), section 4, Figs. 2 and 3, eq. (4.7).
     .. [2] P. Kidger and C. Garcia, "Equinox: neural networks in JAX via callable PyTrees and filtered
            transformations", Differentiable Programming workshop at NeurIPS 2021, arXiv:2111.00254.
 
@@ -403,8 +402,7 @@ class LinearDiffusionLayer(eqx.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.4) and Fig. 1.
+    .. [1] Arridge and Hauptmann (2019), eq. (4.4) and Fig. 1.
 
     Examples
     --------
@@ -470,8 +468,7 @@ class LinearDiffusionNet(_DiffusionNetwork):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Fig. 1 and eq. (4.4).
+    .. [1] Arridge and Hauptmann (2019), Fig. 1 and eq. (4.4).
 
     Examples
     --------
@@ -522,11 +519,6 @@ def count_parameters(model):
     int
         The total size of the floating-point array leaves (``jax.Array`` or ``jax.ShapeDtypeStruct``).
 
-    Raises
-    ------
-    None
-        Never for a pytree: a tree without floating array leaves counts 0.
-
     See Also
     --------
     diffnet_torch.count_parameters : The same count for the PyTorch models.
@@ -538,8 +530,7 @@ def count_parameters(model):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4 (101,310 parameters).
+    .. [1] Arridge and Hauptmann (2019), section 4 (101,310 parameters).
 
     Examples
     --------
@@ -592,8 +583,7 @@ def build_model(config, *, key=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.
+    .. [1] Arridge and Hauptmann (2019), section 4.
 
     Examples
     --------
@@ -672,8 +662,7 @@ def state_dict(model):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7).
+    .. [1] Arridge and Hauptmann (2019), eqs. (4.4) and (4.7).
 
     Examples
     --------
@@ -723,8 +712,7 @@ def load_state_dict(model, tensors, *, prefix=""):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7).
+    .. [1] Arridge and Hauptmann (2019), eqs. (4.4) and (4.7).
     .. [2] P. Kidger and C. Garcia, "Equinox: neural networks in JAX via callable PyTrees and filtered
            transformations", Differentiable Programming workshop at NeurIPS 2021, arXiv:2111.00254.
 
@@ -790,8 +778,7 @@ def save_weights(model, path, *, extra_metadata=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7).
+    .. [1] Arridge and Hauptmann (2019), eqs. (4.4) and (4.7).
 
     Examples
     --------
@@ -851,8 +838,7 @@ def load_weights(path, *, allow_nonfinite=False):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 5.2.
+    .. [1] Arridge and Hauptmann (2019), section 5.2.
 
     Examples
     --------

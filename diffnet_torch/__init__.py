@@ -7,8 +7,18 @@ command line (:mod:`.cli`).
 """
 from ssdops.diffnet.format import WEIGHTS_FORMAT as FORMAT
 
-from .models import (DiffNet, DiffusionLayer, FilterEstimator, LinearDiffusionLayer, LinearDiffusionNet,
-                     build_model, count_parameters, load_weights, save_weights)
+from .deepinv import as_deepinv
+from .models import (
+                     DiffNet,
+                     DiffusionLayer,
+                     FilterEstimator,
+                     LinearDiffusionLayer,
+                     LinearDiffusionNet,
+                     build_model,
+                     count_parameters,
+                     load_weights,
+                     save_weights,
+)
 from .unet import PAPER_UNET_PARAMETERS, UNet
 
 __all__ = [
@@ -20,6 +30,7 @@ __all__ = [
     "LinearDiffusionLayer",
     "LinearDiffusionNet",
     "UNet",
+    "as_deepinv",
     "build_model",
     "count_parameters",
     "load_weights",

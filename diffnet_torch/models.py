@@ -16,6 +16,9 @@ Contract shared with ``diffnet_jax`` (same names, same shapes, same weight files
 - :class:`LinearDiffusionNet` ``(grid_shape, n_layers=5, final_relu=False)``: per layer the ``2d + 1``
   diagonals of ``L_dt(gamma)`` as explicit parameters ``(2d + 1, *grid)`` (initialised to the Neumann
   Laplacian, d = ``len(grid_shape)``) and a 0-d ``dt`` (0.2).
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
@@ -67,8 +70,7 @@ def count_parameters(model: nn.Module) -> int:
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4 (101,310 parameters for 5 layers, K = 4).
+    .. [1] Arridge and Hauptmann (2019), section 4 (101,310 parameters for 5 layers, K = 4).
 
     Examples
     --------
@@ -116,8 +118,7 @@ class FilterEstimator(nn.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4 (Fig. 3, :math:`\mathrm{CNN}_k`) and eq. (4.7).
+    .. [1] Arridge and Hauptmann (2019), section 4 (Fig. 3, :math:`\mathrm{CNN}_k`) and eq. (4.7).
 
     Examples
     --------
@@ -186,8 +187,7 @@ class DiffusionLayer(nn.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.7) and Fig. 2.
+    .. [1] Arridge and Hauptmann (2019), eq. (4.7) and Fig. 2.
 
     Examples
     --------
@@ -283,8 +283,7 @@ class DiffNet(_DiffusionNetwork):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4, Figs. 2 and 3, eq. (4.7); section 5 (the experiments).
+    .. [1] Arridge and Hauptmann (2019), section 4, Figs. 2 and 3, eq. (4.7); section 5 (the experiments).
 
     Examples
     --------
@@ -345,8 +344,7 @@ class LinearDiffusionLayer(nn.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.4) and Fig. 1.
+    .. [1] Arridge and Hauptmann (2019), eq. (4.4) and Fig. 1.
 
     Examples
     --------
@@ -412,8 +410,7 @@ class LinearDiffusionNet(_DiffusionNetwork):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Fig. 1 and eq. (4.4).
+    .. [1] Arridge and Hauptmann (2019), Fig. 1 and eq. (4.4).
 
     Examples
     --------
@@ -478,8 +475,7 @@ def build_model(config):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 4.
+    .. [1] Arridge and Hauptmann (2019), section 4.
 
     Examples
     --------
@@ -551,8 +547,7 @@ def save_weights(model, path, *, extra_metadata=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (4.4) and (4.7) (the parameters stored).
+    .. [1] Arridge and Hauptmann (2019), eqs. (4.4) and (4.7) (the parameters stored).
 
     Examples
     --------
@@ -614,8 +609,7 @@ def load_weights(path, *, device="cpu", allow_nonfinite=False):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 5.2.
+    .. [1] Arridge and Hauptmann (2019), section 5.2.
 
     Examples
     --------

@@ -13,6 +13,9 @@ default ``scale=False``, the shift replacing the bias) -- has 34,512,193, 512 fe
 we cannot attribute without the authors' U-Net code. Ours is the usual PyTorch form: bias-free convolutions
 followed by BN with scale and shift, which adds one scale per channel of every conv3x3 (+5,888) and of
 every transposed convolution (+960): 34,512,193 + 6,848 = 34,519,041 (0.02 % more than the paper).
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
@@ -70,8 +73,7 @@ class UNet(nn.Module):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 5 (the U-Net baseline, 34,512,705 parameters).
+    .. [1] Arridge and Hauptmann (2019), section 5 (the U-Net baseline, 34,512,705 parameters).
     .. [2] K. H. Jin, M. T. McCann, E. Froustey and M. Unser, "Deep convolutional neural network for
            inverse problems in imaging", IEEE Trans. Image Process. 26(9), 4509-4522, 2017.
 

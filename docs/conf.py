@@ -31,6 +31,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax shipped in _static: the formulas render without network
     "sphinx.ext.doctest",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -62,8 +63,8 @@ numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
 numpydoc_attributes_as_param_list = False
 # Validation: every check numpydoc has (but the four below), for the public names whose docstrings are
-# complete: api_coverage.COMPLETE (docs/_ext/api_coverage.py), which also requires Raises, Notes,
-# References and Examples of them. That set only grows; every other name is not validated yet.
+# complete: api_coverage.COMPLETE (docs/_ext/api_coverage.py), which also requires an Examples section.
+# That set only grows; every other name is not validated yet.
 from api_coverage import validation_exclude  # noqa: E402
 
 numpydoc_validation_checks = {

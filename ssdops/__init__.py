@@ -10,7 +10,15 @@ from .analysis import is_symmetric, row_sums, smoothing_level, spectral_radius, 
 from .diffusion import heat, perona_malik, perona_malik_operator, perona_malik_step
 from .explicit import explicit_step, filter_step, stable_dt
 from .implicit import implicit_step, select_method
-from .interop import as_pylops, aslinearoperator
+from .interop import (
+    as_deepinv,
+    as_lineax,
+    as_odl,
+    as_pylops,
+    aslinearoperator,
+    heat_physics,
+    perona_malik_physics,
+)
 from .metrics import add_noise, psnr, relative_l2
 from .operators import divergence, divergence_form, gradient, laplacian, ssd_from_filters
 from .sparse import from_scipy, to_scipy
@@ -31,6 +39,9 @@ __all__ = [
     "ConvergenceError",
     "ConvergenceWarning",
     "add_noise",
+    "as_deepinv",
+    "as_lineax",
+    "as_odl",
     "as_pylops",
     "aslinearoperator",
     "backends",
@@ -43,12 +54,14 @@ __all__ = [
     "from_scipy",
     "gradient",
     "heat",
+    "heat_physics",
     "identity",
     "implicit_step",
     "is_symmetric",
     "laplacian",
     "perona_malik",
     "perona_malik_operator",
+    "perona_malik_physics",
     "perona_malik_step",
     "psnr",
     "relative_l2",

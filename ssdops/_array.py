@@ -6,13 +6,20 @@ Public functions take arrays from any library; they call :func:`namespace` once 
 from __future__ import annotations
 
 import sys
+from typing import Any, TypeAlias
 
 import numpy as np
 from array_api_compat import array_namespace, device
 
 from . import backends
 
-__all__ = ["MIN_ARRAY_API_VERSION", "is_traced", "like_namespace", "namespace", "to_numpy"]
+__all__ = ["MIN_ARRAY_API_VERSION", "Array", "Scalar", "is_traced", "like_namespace", "namespace", "to_numpy"]
+
+#: An array of any array-API library (NumPy, PyTorch, JAX, CuPy, dask, ...): the libraries share no base
+#: class that a static checker could name.
+Array: TypeAlias = Any
+#: A Python number or a 0-d array (traced under a transform).
+Scalar: TypeAlias = "float | Array"
 
 
 def namespace(*arrays):
@@ -137,7 +144,7 @@ def _public_caller():
 #: The oldest version of the array API standard ssdops works with: 2023.12 added ``minimum`` / ``maximum``
 #: (used by :func:`ssdops.stable_dt`) and ``__dlpack__(max_version=...)``, which ``np.from_dlpack`` calls.
 MIN_ARRAY_API_VERSION = "2023.12"
-_SUPPORTED = set()
+_SUPPORTED: set[type] = set()
 
 
 def _check_version(xp):

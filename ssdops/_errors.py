@@ -1,4 +1,8 @@
-"""Exceptions and warnings of ssdops (re-exported by :mod:`ssdops`)."""
+"""Exceptions and warnings of ssdops (re-exported by :mod:`ssdops`).
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+"""
 from __future__ import annotations
 
 __all__ = ["ConvergenceError", "ConvergenceWarning"]
@@ -32,8 +36,7 @@ class ConvergenceError(RuntimeError):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step being solved).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.11) (the implicit step being solved).
 
     Examples
     --------
@@ -72,8 +75,7 @@ class ConvergenceWarning(RuntimeWarning):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step being solved).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.11) (the implicit step being solved).
 
     Examples
     --------

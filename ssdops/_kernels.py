@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import warnings
 
-from array_api_compat import device
+from array_api_compat import device, is_numpy_namespace
 
-from ._array import is_traced, to_numpy
+from ._array import chunked_like, is_traced, to_numpy
 from ._errors import ConvergenceError, ConvergenceWarning
 from .diffusivity import resolve
 from .solvers import bicgstab, cg
@@ -242,7 +242,8 @@ def divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim=2):
         axis_centre = before + after
         centre_value = axis_centre if centre_value is None else centre_value + axis_centre
     diagonals[centre(ndim)] = -centre_value
-    return xp.stack([diagonals[o] for o in star(ndim)], axis=-ndim - 1)
+    # The shifts above cut a chunked gamma's blocks at every face: the diagonals are laid out as gamma again.
+    return chunked_like(xp.stack([diagonals[o] for o in star(ndim)], axis=-ndim - 1), gamma, ndim)
 
 
 def forward_difference(xp, u, offset, bc):
@@ -266,7 +267,7 @@ def backward_gradient_norm2(xp, u, bc, ndim=2):
 def perona_malik_diagonals(xp, u, lam, g, bc, ghost_gamma, ndim=2):
     """Diagonals of the operator of one Perona-Malik step at ``u`` (``g`` a diffusivity function)."""
     gamma = g(backward_gradient_norm2(xp, u, bc, ndim), lam)
-    return divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim)
+    return chunked_like(divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim), u, ndim)  # as u's blocks
 
 
 def perona_malik_step_generic(xp, u, dt, lam, g, bc, ghost_gamma, ndim=2):
@@ -297,7 +298,8 @@ def report_nonconvergence(method, residual, tol, iterations, on_failure):
     warnings.warn(message, ConvergenceWarning, stacklevel=4)
 
 
-def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_failure, x0, transpose=False):
+def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_failure, x0, transpose=False,
+                 product=None):
     """Generic batched solve of ``(I - dt A) x = u`` (or with ``A^T``) by ``method`` ("cg", "bicgstab");
     ``u`` and ``diagonals`` share the batch shape.
 
@@ -310,10 +312,22 @@ def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_fail
     Traced values (:func:`ssdops._array.is_traced`: ``torch.func`` transforms, ``torch.compile``) cannot
     be read on the host: the loop then runs exactly ``maxiter`` iterations (converged images take zero
     steps), without restarts, and no convergence check is possible.
+
+    ``product`` (``x -> A x``, or ``A^T x`` with ``transpose``), when given, replaces the generic products:
+    a library kernel's own (dask's, chunk by chunk).
     """
+    from . import backends  # the backends import this module: imported when called
+
     apply = apply_transpose_generic if transpose else apply_generic
+    if product is not None:
+        def apply(xp, diagonals, offsets, x):  # noqa: F811 (the given product replaces the generic one)
+            return product(x)
+
     ndim = len(offsets[0])
     grid = tuple(u.shape[-ndim:])
+    # NumPy (outside use_generic): the products by the blocked kernel and the solvers' updates in place, so
+    # that a solve holds its work vectors and one temporary (the generic expressions make several per line).
+    inplace = is_numpy_namespace(xp) and not backends.is_generic()
 
     # The solvers take per-image inner products over the last two axes: a grid of another dimension is
     # handed to them flattened to one row, (..., 1, N), and reshaped back around every product.
@@ -325,8 +339,26 @@ def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_fail
 
     def matvec(x):
         x = to_grid(x)
-        return to_solver(x - dt * apply(xp, diagonals, offsets, x))
+        if not inplace:
+            return to_solver(x - dt * apply(xp, diagonals, offsets, x))
+        y = backends.dispatch("ssd_apply_transpose" if transpose else "ssd_apply", xp,
+                              lambda: apply(xp, diagonals, offsets, x),
+                              dict(diagonals=diagonals, offsets=offsets, u=x), ndim=ndim, dtype=x.dtype)
+        y *= -dt  # x - dt A x, rounded as the generic expression, in the product's buffer
+        y += x
+        return to_solver(y)
 
+    def residual_of(x):
+        if not inplace and product is None:
+            return relative_residual(xp, x, u, diagonals, offsets, dt, transpose)
+        r = to_grid(matvec(to_solver(x)))
+        r -= u  # (x - dt A x) - u: the residual's norm, in the product's buffer
+        rn = xp.sqrt(xp.sum(r * r, axis=axes))
+        r = None
+        un = xp.sqrt(xp.sum(u * u, axis=axes))
+        return xp.where(un > 0, rn / xp.where(un > 0, un, xp.ones_like(un)), rn)
+
+    axes = tuple(range(-ndim, 0))
     x = xp.zeros_like(u) if x0 is None else x0 + xp.zeros_like(u)
     if math.prod(u.shape[:-ndim]) == 0:
         return x
@@ -335,12 +367,24 @@ def krylov_solve(xp, *, u, diagonals, offsets, dt, method, tol, maxiter, on_fail
         return to_grid(KRYLOV[method](xp, matvec, b, to_solver(x), tol=tol, maxiter=maxiter, host_reads=False)[0])
     iterations, previous = 0, math.inf
     while True:
-        x, info = KRYLOV[method](xp, matvec, b, to_solver(x), tol=tol, maxiter=maxiter - iterations)
+        solver = KRYLOV[method]
+        # In place only for ssdops' own solvers (one substituted in KRYLOV gets the generic call).
+        options = {"inplace": True} if inplace and solver in (cg, bicgstab) else {}
+        x, info = solver(xp, matvec, b, to_solver(x), tol=tol, maxiter=maxiter - iterations, **options)
         x = to_grid(x)
         iterations += info.iterations
-        residual = float(to_numpy(xp.max(relative_residual(xp, x, u, diagonals, offsets, dt, transpose))))
+        residual = float(to_numpy(xp.max(residual_of(x))))
         if residual <= tol:
             return x
+        if not math.isfinite(residual):
+            # The inputs were checked finite: a non-finite residual is an overflow of the working dtype in
+            # the solver's inner products (sums of squares of the image), which no iteration count cures.
+            wider = "" if x.dtype == xp.float64 else ", or use float64"
+            raise FloatingPointError(
+                f"implicit_step: overflow in {x.dtype} inside {method} (its inner products, sums of squares of "
+                f"the image, exceed the dtype's range; largest |u| = {float(to_numpy(xp.max(xp.abs(u)))):.3g}): "
+                f"solve for u / s and multiply the result by s (the step is linear){wider}"
+            )
         if iterations >= maxiter or info.iterations == 0 or not residual < previous / 2:
             break
         previous = residual

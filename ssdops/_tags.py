@@ -20,6 +20,8 @@ Rules (``s`` a Python number, ``c`` the Laplacian tag's scale):
 - ``c * laplacian(bc="neumann")``: negative semidefinite for ``c > 0`` (constants are in the null space),
   positive semidefinite for ``c < 0``; Dirichlet: negative / positive definite; ``c == 0``: unknown.
 - ``identity``: positive definite.
+- ``divergence_form(gamma)``: negative semidefinite (:math:`-D^\top \operatorname{diag}(g) D` with face
+  diffusivities :math:`g \ge 0`; ``gamma >= 0`` is its documented contract, not checked).
 - ``A + B``: same sign, both known: that sign, definite when either is; otherwise unknown. So
   ``I - dt * L`` with ``L`` negative semidefinite and ``dt >= 0`` is positive definite.
 - ``s * A``: ``s > 0`` keeps, ``s < 0`` flips the sign, ``s == 0`` unknown; an array scale: unknown (its

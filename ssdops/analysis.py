@@ -3,13 +3,16 @@ r"""Analysis of SSD operators: row sums, the paper's split :math:`W = L + S`, sy
 :func:`row_sums`, :func:`split_zero_mean`, :func:`smoothing_level` and :func:`is_symmetric` run in the
 operator's own namespace; :func:`spectrum` and :func:`spectral_radius` export the matrix to scipy.sparse
 (a host copy) and call ARPACK.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
 import numpy as np
 from array_api_compat import device
 
-from ._array import namespace, to_numpy
+from ._array import Array, namespace, to_numpy
 from ._kernels import component, transpose_diagonals, zero_outside
 from .ssd import SSD, check_operator
 from .stencils import centre
@@ -17,7 +20,7 @@ from .stencils import centre
 __all__ = ["row_sums", "split_zero_mean", "smoothing_level", "is_symmetric", "spectrum", "spectral_radius"]
 
 
-def row_sums(op):
+def row_sums(op: SSD) -> Array:
     r"""The row sums :math:`A\mathbf{1}` as an image ``(..., *grid)``; zero for a Neumann diffusion operator.
 
     Parameters
@@ -50,8 +53,7 @@ def row_sums(op):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2.3 (the zero-mean part, :math:`L\mathbf{1} = 0`).
+    .. [1] Arridge and Hauptmann (2019), section 2.3 (the zero-mean part, :math:`L\mathbf{1} = 0`).
 
     Examples
     --------
@@ -69,7 +71,7 @@ def row_sums(op):
     return op @ ones
 
 
-def split_zero_mean(op):
+def split_zero_mean(op: SSD) -> tuple[SSD, SSD]:
     r"""The paper's split :math:`W = L + S` (section 2.3): ``L`` with zero row sums, ``S`` diagonal.
 
     :math:`S = \operatorname{diag}(W\mathbf{1})` is the part of the operator that changes the mean (the
@@ -109,8 +111,7 @@ def split_zero_mean(op):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7, section 2.3 and section 6.2 (Fig. 11).
+    .. [1] Arridge and Hauptmann (2019), Definition 2.7, section 2.3 and section 6.2 (Fig. 11).
 
     Examples
     --------
@@ -129,7 +130,7 @@ def split_zero_mean(op):
     return op - S, S
 
 
-def smoothing_level(op):
+def smoothing_level(op: SSD) -> Array:
     r"""The paper's smoothing level :math:`\alpha = \operatorname{mean}_p |(W\mathbf{1})_p|`, per operator.
 
     Parameters
@@ -162,8 +163,7 @@ def smoothing_level(op):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 6.2 (Figs. 11 and 13).
+    .. [1] Arridge and Hauptmann (2019), section 6.2 (Figs. 11 and 13).
 
     Examples
     --------
@@ -186,7 +186,7 @@ def _canonical(xp, diagonals, offsets):
     }
 
 
-def is_symmetric(op, *, rtol=None, atol=0.0):
+def is_symmetric(op: SSD, *, rtol: float | None = None, atol: float = 0.0) -> bool:
     r"""Whether the matrix equals its transpose (every operator of a batch), judged from the values.
 
     The structural tag ``op.symmetric`` is not consulted. Reads one boolean on the host.
@@ -225,8 +225,7 @@ def is_symmetric(op, *, rtol=None, atol=0.0):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7 (a symmetric :math:`L(\gamma)`, a general
+    .. [1] Arridge and Hauptmann (2019), Definition 2.7 (a symmetric :math:`L(\gamma)`, a general
            :math:`W(\zeta)`).
 
     Examples
@@ -245,7 +244,7 @@ def is_symmetric(op, *, rtol=None, atol=0.0):
     t_diagonals, t_offsets = transpose_diagonals(xp, op.diagonals, op.offsets)
     theirs = dict(zip(t_offsets, (component(t_diagonals, k, op.ndim) for k in range(len(t_offsets)))))
     scale = xp.max(xp.abs(xp.stack(list(mine.values())))) if op.diagonals.size else 0.0
-    worst = None
+    worst: Array = None  # an array after the first offset
     for o in set(mine) | set(theirs):
         a, b = mine.get(o), theirs.get(o)
         diff = xp.abs(a - b) if a is not None and b is not None else xp.abs(a if a is not None else b)
@@ -262,7 +261,7 @@ def _select(values, k, which):
     return values[np.argsort(key, kind="stable")[:k]]
 
 
-def spectrum(op, k=6, *, which="LM"):
+def spectrum(op: SSD, k: int = 6, *, which: str = "LM") -> np.ndarray:
     r"""``k`` eigenvalues of an unbatched operator, via ``scipy.sparse.linalg`` (a host copy).
 
     ARPACK (``eigsh`` for symmetric matrices, ``eigs`` otherwise) is used when ``k`` is small against the
@@ -305,8 +304,7 @@ def spectrum(op, k=6, *, which="LM"):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (2.10) and (2.11).
+    .. [1] Arridge and Hauptmann (2019), eqs. (2.10) and (2.11).
 
     Examples
     --------
@@ -339,7 +337,7 @@ def spectrum(op, k=6, *, which="LM"):
     return _select(values, k, which)
 
 
-def spectral_radius(op):
+def spectral_radius(op: SSD) -> float:
     r""":math:`\max |\lambda|` of an unbatched operator (a Python float), via :func:`spectrum`.
 
     Parameters
@@ -372,8 +370,7 @@ def spectral_radius(op):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.10).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.10).
 
     Examples
     --------

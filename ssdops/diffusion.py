@@ -1,4 +1,8 @@
-r"""Diffusion processes: the heat equation and Perona-Malik, explicit, implicit and exact."""
+r"""Diffusion processes: the heat equation and Perona-Malik, explicit, implicit and exact.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+"""
 from __future__ import annotations
 
 import math
@@ -12,6 +16,7 @@ from ._validate import (
     check_bc,
     check_image,
     check_time,
+    is_all_finite,
     is_concrete,
     plain_scalar,
     read_scalars,
@@ -97,8 +102,7 @@ def heat(u0, T, *, ndim=2, bc="neumann", method="exact", steps=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2.1, Lemma 2.4, eqs. (2.10) and (2.11), and section 5.1
+    .. [1] Arridge and Hauptmann (2019), section 2.1, Lemma 2.4, eqs. (2.10) and (2.11), and section 5.1
            (the heat equation with T = 1 as the forward problem).
 
     Examples
@@ -250,8 +254,7 @@ def perona_malik(
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (2.10), (2.11), (5.1) and section 5.2 (the forward model:
+    .. [1] Arridge and Hauptmann (2019), eqs. (2.10), (2.11), (5.1) and section 5.2 (the forward model:
            4 explicit steps, dt = 0.1, lambda = 0.2).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion",
            IEEE Trans. Pattern Anal. Mach. Intell. 12(7), 629-639, 1990.
@@ -273,13 +276,13 @@ def perona_malik(
     if scheme not in PM_SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}: use one of {PM_SCHEMES}")
     lam = plain_scalar(lam)
-    _check_lam(lam)
+    _check_lam(lam, xp, u0.dtype, diffusivity)
     if int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps}")
     dt = plain_scalar(dt)
     if is_concrete(dt):
         check_time(dt, "dt", reading=read_scalars(xp, dt)[0])
-    if check_finite and not is_traced(u0) and not bool(to_numpy(xp.all(xp.isfinite(u0)))):
+    if check_finite and not is_traced(u0) and not is_all_finite(xp, u0):
         raise ValueError("u0 contains NaN or inf (pass check_finite=False to skip this check)")
     # Checked once above: every step runs unchecked, the diffusivity resolved once.
     name = name_of(g)
@@ -349,8 +352,7 @@ def perona_malik_operator(u, *, lam, diffusivity="perona_malik", ndim=2, bc="neu
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (4.4) and (5.1).
+    .. [1] Arridge and Hauptmann (2019), eqs. (4.4) and (5.1).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion",
            IEEE Trans. Pattern Anal. Mach. Intell. 12(7), 629-639, 1990.
 
@@ -369,7 +371,7 @@ def perona_malik_operator(u, *, lam, diffusivity="perona_malik", ndim=2, bc="neu
     xp = check_image(u, "u", ndim)
     check_bc(bc, ghost_gamma)
     lam = plain_scalar(lam)
-    _check_lam(lam)
+    _check_lam(lam, xp, u.dtype, diffusivity)
     return _operator(xp, u, lam=lam, g=resolve(diffusivity), ndim=ndim, bc=bc, ghost_gamma=ghost_gamma)
 
 
@@ -436,8 +438,7 @@ def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", ndim=2, bc="neu
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eqs. (2.10) and (5.1).
+    .. [1] Arridge and Hauptmann (2019), eqs. (2.10) and (5.1).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion",
            IEEE Trans. Pattern Anal. Mach. Intell. 12(7), 629-639, 1990.
 
@@ -452,7 +453,7 @@ def perona_malik_step(u, *, dt, lam, diffusivity="perona_malik", ndim=2, bc="neu
     xp = check_image(u, "u", ndim)
     check_bc(bc, ghost_gamma)
     lam, dt = plain_scalar(lam), plain_scalar(dt)
-    _check_lam(lam)
+    _check_lam(lam, xp, u.dtype, diffusivity)
     g = resolve(diffusivity)
     return _explicit_step(xp, u, dt=dt, lam=lam, g=g, name=name_of(g), ndim=ndim, bc=bc, ghost_gamma=ghost_gamma,
                           check_stable=check_stable)
@@ -477,10 +478,29 @@ def _explicit_step(xp, u, *, dt, lam, g, name, ndim, bc, ghost_gamma, check_stab
                              diffusivity=name)
 
 
-def _check_lam(lam):
-    """ValueError unless ``lam > 0`` (skipped for traced values)."""
-    if not is_traced(lam) and not float(to_numpy(lam) if hasattr(lam, "shape") else lam) > 0:
+#: The diffusivities that divide by (or add) ``lam**2``: a ``lam**2`` below the dtype's smallest normal number
+#: is flushed to zero by some libraries (and is zero in NumPy below its smallest subnormal), and then
+#: ``g(0) = 0 / 0`` is NaN on every flat region.
+_LAM_SQUARED = ("perona_malik", "perona_malik_exp", "charbonnier", "total_variation")
+
+
+def _check_lam(lam, xp=None, dtype=None, diffusivity=None):
+    """ValueError unless ``lam > 0``, and (given the image's namespace and dtype and the diffusivity) unless
+    ``lam**2`` stays a normal number of that dtype (skipped for traced values)."""
+    if is_traced(lam):
+        return
+    value = float(to_numpy(lam) if hasattr(lam, "shape") else lam)
+    if not value > 0:
         raise ValueError(f"lam must be > 0, got {lam}")
+    if dtype is None or name_of(diffusivity) not in _LAM_SQUARED:
+        return
+    tiny = float(xp.finfo(dtype).smallest_normal)
+    if not value * value >= tiny:
+        raise ValueError(
+            f"lam={value:g} underflows in {dtype}: lam**2 = {value * value:.3g} is below the smallest normal "
+            f"{dtype} ({tiny:.3g}), so the {name_of(diffusivity)} diffusivity would be 0/0 = NaN on flat regions; "
+            f"use lam >= {tiny ** 0.5:.3g} (rescale the image), or a wider dtype"
+        )
 
 
 def _surely_stable(g, name, dt, lam, ghost_gamma, ndim):

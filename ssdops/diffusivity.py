@@ -3,6 +3,9 @@ r"""Diffusivities :math:`g(s^2, \lambda)` of the squared gradient magnitude :mat
 Each takes ``s2`` (an array) and the contrast parameter ``lam > 0`` and returns an array like ``s2``.
 Any callable with the same signature can be passed to :func:`ssdops.perona_malik` instead of a name.
 
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+
 Notes
 -----
 The five, by name:
@@ -26,12 +29,18 @@ array([1. , 0.5])
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from array_api_compat import array_namespace
+
+if TYPE_CHECKING:
+    from ._array import Array, Scalar
 
 __all__ = ["perona_malik", "perona_malik_exp", "charbonnier", "total_variation", "linear", "resolve"]
 
 
-def perona_malik(s2, lam):
+def perona_malik(s2: Array, lam: Scalar) -> Array:
     r"""The rational Perona-Malik diffusivity :math:`1 / (1 + s^2/\lambda^2)`.
 
     The diffusivity of the paper's nonlinear diffusion experiments (eq. 5.1) and of the authors' data
@@ -72,8 +81,7 @@ def perona_malik(s2, lam):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (5.1).
+    .. [1] Arridge and Hauptmann (2019), eq. (5.1).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion",
            IEEE Trans. Pattern Anal. Mach. Intell. 12(7), 629-639, 1990.
 
@@ -87,7 +95,7 @@ def perona_malik(s2, lam):
     return 1.0 / (1.0 + s2 / lam**2)
 
 
-def perona_malik_exp(s2, lam):
+def perona_malik_exp(s2: Array, lam: Scalar) -> Array:
     r"""Perona and Malik's exponential diffusivity :math:`\exp(-s^2/\lambda^2)`.
 
     Falls off faster than the rational :func:`perona_malik` above :math:`\lambda`: edges are kept more
@@ -137,7 +145,7 @@ def perona_malik_exp(s2, lam):
     return xp.exp(-s2 / lam**2)
 
 
-def charbonnier(s2, lam):
+def charbonnier(s2: Array, lam: Scalar) -> Array:
     r"""The Charbonnier diffusivity :math:`1/\sqrt{1 + s^2/\lambda^2}`.
 
     The authors' code offers it as :math:`T/\sqrt{s^2 + T^2}`, the same function with :math:`T = \lambda`.
@@ -188,7 +196,7 @@ def charbonnier(s2, lam):
     return 1.0 / xp.sqrt(1.0 + s2 / lam**2)
 
 
-def total_variation(s2, lam):
+def total_variation(s2: Array, lam: Scalar) -> Array:
     r"""The regularised total-variation diffusivity :math:`1/\sqrt{s^2 + \lambda^2}`.
 
     Total-variation flow has :math:`g = 1/|\nabla u|`; :math:`\lambda` regularises it where the gradient
@@ -239,7 +247,7 @@ def total_variation(s2, lam):
     return 1.0 / xp.sqrt(s2 + lam**2)
 
 
-def linear(s2, lam):
+def linear(s2: Array, lam: Scalar) -> Array:
     r"""The constant diffusivity 1: linear (heat-equation) diffusion.
 
     With it :func:`ssdops.perona_malik` takes steps of the heat equation :math:`u_t = \Delta u`
@@ -278,8 +286,7 @@ def linear(s2, lam):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2.1.
+    .. [1] Arridge and Hauptmann (2019), section 2.1.
 
     Examples
     --------
@@ -297,7 +304,7 @@ _BY_NAME = {
 }
 
 
-def name_of(diffusivity):
+def name_of(diffusivity: str | Callable[..., Any]) -> str | None:
     """The name of a built-in diffusivity (given by name or as the function), else ``None``."""
     if isinstance(diffusivity, str):
         resolve(diffusivity)
@@ -305,7 +312,7 @@ def name_of(diffusivity):
     return next((name for name, f in _BY_NAME.items() if f is diffusivity), None)
 
 
-def resolve(diffusivity):
+def resolve(diffusivity: str | Callable[..., Any]) -> Callable[..., Any]:
     r"""A diffusivity given by name, or the callable itself.
 
     Parameters
@@ -335,8 +342,7 @@ def resolve(diffusivity):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (5.1): the default, ``"perona_malik"``.
+    .. [1] Arridge and Hauptmann (2019), eq. (5.1): the default, ``"perona_malik"``.
 
     Examples
     --------

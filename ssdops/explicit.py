@@ -1,19 +1,23 @@
-"""Explicit (forward Euler) diffusion steps and their stability limit."""
+"""Explicit (forward Euler) diffusion steps and their stability limit.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+"""
 from __future__ import annotations
 
 import math
 
 from . import backends
-from ._array import namespace
+from ._array import Array, Scalar, namespace
 from ._kernels import component, filter_step_generic, maps_ndim, zero_outside
 from ._validate import check_grid, check_time, is_concrete, plain_scalar, read_scalars
-from .ssd import check_operator
+from .ssd import SSD, check_operator
 from .stencils import centre
 
 __all__ = ["explicit_step", "filter_step", "stable_dt", "check_stable_dt"]
 
 
-def stable_dt(op):
+def stable_dt(op: SSD) -> float:
     r"""The largest :math:`\Delta t` for which :math:`I + \Delta t\,A` has no negative entries.
 
     A non-negative iteration matrix with unit row sums is a maximum-principle-preserving explicit scheme.
@@ -56,8 +60,7 @@ def stable_dt(op):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.10) (the explicit step).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.10) (the explicit step).
 
     Examples
     --------
@@ -85,7 +88,7 @@ def stable_dt(op):
     return math.inf if most_negative >= 0 else 1.0 / -most_negative
 
 
-def check_stable_dt(op, dt):
+def check_stable_dt(op: SSD, dt: Scalar) -> None:
     """Raise ValueError when ``dt`` is negative, not finite, or exceeds :func:`stable_dt` (skipped for traced
     values)."""
     if not is_concrete(op.diagonals, dt):
@@ -103,7 +106,7 @@ def check_stable_dt(op, dt):
         )
 
 
-def explicit_step(u, op, dt, *, check_stable=False):
+def explicit_step(u: Array, op: SSD, dt: Scalar, *, check_stable: bool = False) -> Array:
     r"""One forward-Euler step :math:`u + \Delta t\,A u` (paper eq. 2.10).
 
     No stability check by default, because learned operators, such as DiffNet's, need not be non-negative.
@@ -152,8 +155,7 @@ def explicit_step(u, op, dt, *, check_stable=False):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.10).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.10).
 
     Examples
     --------
@@ -171,7 +173,7 @@ def explicit_step(u, op, dt, *, check_stable=False):
     return u + dt * (op @ u)
 
 
-def filter_step(u, zeta, dt):
+def filter_step(u: Array, zeta: Array, dt: Scalar) -> Array:
     r"""DiffNet's update :math:`u + W_{dt}(\zeta)\,u` (paper eq. 4.7), fused where a backend has a kernel.
 
     Equal to ``explicit_step(u, ssd_from_filters(zeta, dt, ndim=d), 1.0)`` without forming the operator.
@@ -221,8 +223,7 @@ def filter_step(u, zeta, dt):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.7) and section 4.3.1.
+    .. [1] Arridge and Hauptmann (2019), eq. (4.7) and section 4.3.1.
 
     Examples
     --------

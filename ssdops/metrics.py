@@ -1,16 +1,22 @@
-"""Image quality metrics and measurement noise, per image over the last two axes."""
+"""Image quality metrics and measurement noise, per image over the last two axes.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+"""
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from array_api_compat import device
 
-from ._array import namespace
+from ._array import Array, Scalar, namespace
 from ._validate import check_ndim
 
 __all__ = ["psnr", "relative_l2", "add_noise"]
 
 
-def psnr(x, ref, *, data_range=None, ndim=2):
+def psnr(x: Array, ref: Array, *, data_range: Scalar | None = None, ndim: int = 2) -> Array:
     r"""Peak signal-to-noise ratio in dB per image: :math:`10\log_{10}(R^2 / \mathrm{MSE})`.
 
     ``data_range`` R defaults to ``max(ref) - min(ref)`` of each image (the authors' convention); a number
@@ -59,8 +65,7 @@ def psnr(x, ref, *, data_range=None, ndim=2):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 5 (the PSNR of every experiment).
+    .. [1] Arridge and Hauptmann (2019), section 5 (the PSNR of every experiment).
 
     Examples
     --------
@@ -72,19 +77,51 @@ def psnr(x, ref, *, data_range=None, ndim=2):
     array([inf, 20.])
     """
     xp = namespace(x, ref)
-    err = x - ref
-    axes = tuple(range(-check_ndim(ndim), 0))
-    mse = xp.mean(err * err, axis=axes)
+    ndim = check_ndim(ndim)
+    axes = tuple(range(-ndim, 0))
+    a, b, s = _scaled(xp, x, ref, axes)
+    d = a - b
+    finite = xp.all(xp.isfinite(d), axis=axes)   # False for a NaN or an infinity in x or ref
+    m = _power_of_two(xp, xp.max(xp.abs(d), axis=axes, keepdims=True))
+    e = d / m
+    mean_square = xp.mean(e * e, axis=axes)   # in [1/N, 4]: neither overflows nor underflows
+    exact = mean_square == 0
+    m = _drop_grid_axes(xp, m, ndim)
     if data_range is None:
-        data_range = xp.max(ref, axis=axes) - xp.min(ref, axis=axes)
-    exact = mse == 0
-    finite = xp.isfinite(mse)   # False for a NaN or an infinity in x or ref
-    value = 10.0 * xp.log10(data_range**2 / xp.where(exact | ~finite, xp.ones_like(mse), mse))
+        peak = 20.0 * xp.log10(xp.max(b, axis=axes) - xp.min(b, axis=axes))   # R / s
+    else:
+        peak = 20.0 * xp.log10(xp.abs(xp.asarray(data_range, dtype=mean_square.dtype, device=device(x)))) \
+            - 20.0 * xp.log10(_drop_grid_axes(xp, s, ndim))
+    value = peak - 20.0 * xp.log10(m) - 10.0 * xp.log10(xp.where(exact, xp.ones_like(mean_square), mean_square))
     value = xp.where(exact, xp.full_like(value, float("inf")), value)
     return xp.where(finite, value, xp.full_like(value, float("nan")))
 
 
-def relative_l2(x, ref, *, ndim=2):
+def _power_of_two(xp, v):
+    """A power of two near ``v`` (``2**floor(log2 v)``) where ``v`` is finite and > 0, else 1: dividing by it is
+    exact (no rounding), and brings ``v`` into [1, 2)."""
+    ok = (v > 0) & xp.isfinite(v)
+    exponent = xp.floor(xp.log2(xp.where(ok, v, xp.ones_like(v))))
+    return xp.where(ok, 2.0 ** exponent, xp.ones_like(v))
+
+
+def _scaled(xp, x, ref, axes):
+    """``x / s``, ``ref / s`` and ``s`` (keeping the grid axes, of length 1), ``s`` a power of two near the
+    largest magnitude of each image pair: the metrics' sums of squares then neither overflow nor underflow in
+    the inputs' dtype (float32 of magnitude 1e20 or 1e-30, whose squares leave its range), whatever library
+    (JAX without float64 included); the division by a power of two loses nothing."""
+    big = xp.maximum(xp.max(xp.abs(x), axis=axes, keepdims=True), xp.max(xp.abs(ref), axis=axes, keepdims=True))
+    s = _power_of_two(xp, big)
+    return x / s, ref / s, s
+
+
+def _drop_grid_axes(xp, v, ndim):
+    """``v`` of shape ``(..., 1, ..., 1)`` (``ndim`` grid axes kept by a reduction) as an array of the batch
+    shape."""
+    return xp.reshape(v, tuple(v.shape[: v.ndim - ndim]))
+
+
+def relative_l2(x: Array, ref: Array, *, ndim: int = 2) -> Array:
     r"""The relative error :math:`\|x - \mathrm{ref}\|_2 / \|\mathrm{ref}\|_2` per image.
 
     Parameters
@@ -122,8 +159,7 @@ def relative_l2(x, ref, *, ndim=2):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 5.1 (a relative :math:`\ell_2` error of :math:`2.5 \cdot 10^{-4}`).
+    .. [1] Arridge and Hauptmann (2019), section 5.1 (a relative :math:`\ell_2` error of :math:`2.5 \cdot 10^{-4}`).
 
     Examples
     --------
@@ -132,12 +168,19 @@ def relative_l2(x, ref, *, ndim=2):
     1.3333333333333333
     """
     xp = namespace(x, ref)
-    err = x - ref
     axes = tuple(range(-check_ndim(ndim), 0))
-    return xp.sqrt(xp.sum(err * err, axis=axes) / xp.sum(ref * ref, axis=axes))
+    a, b, _ = _scaled(xp, x, ref, axes)   # the ratio does not depend on the scale
+    d = a - b
+    # Each norm as m * sqrt(sum((v / m)**2)), m a power of two near max |v|: no square leaves the dtype's range.
+    md = _power_of_two(xp, xp.max(xp.abs(d), axis=axes, keepdims=True))
+    mb = _power_of_two(xp, xp.max(xp.abs(b), axis=axes, keepdims=True))
+    d, b = d / md, b / mb
+    ratio = xp.sqrt(xp.sum(d * d, axis=axes) / xp.sum(b * b, axis=axes))
+    ndim = len(axes)
+    return ratio * (_drop_grid_axes(xp, md, ndim) / _drop_grid_axes(xp, mb, ndim))
 
 
-def add_noise(y, level, *, rng, ndim=2):
+def add_noise(y: Array, level: Scalar, *, rng: Any, ndim: int = 2) -> Array:
     r"""``y`` plus Gaussian noise of standard deviation ``level * max|y|`` per image.
 
     This is the project's reading of the paper's "p% noise" (``level = p / 100``). The noise is drawn on
@@ -180,8 +223,7 @@ def add_noise(y, level, *, rng, ndim=2):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, sections 5.2 and 6.1 (noisy Perona-Malik inversion).
+    .. [1] Arridge and Hauptmann (2019), sections 5.2 and 6.1 (noisy Perona-Malik inversion).
 
     Examples
     --------

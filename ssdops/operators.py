@@ -12,21 +12,41 @@ Boundary conditions (``bc``):
     convention of the authors' data generator (the boundary face gets half the edge diffusivity).
 
 Periodic boundaries are out of scope: an SSD matrix has no wrap-around entries.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
-from array_api_compat import device
+from collections.abc import Sequence
 
-from ._array import chunked_like, like_namespace, namespace
-from ._kernels import component, divergence_form_diagonals, forward_difference, grid_axes, shift, zero_outside
+import numpy as np
+from array_api_compat import device, is_numpy_namespace
+
+from . import backends
+from ._array import Array, Scalar, chunked_like, like_namespace, namespace
+from ._kernels import (
+    along,
+    boundary_face,
+    component,
+    divergence_form_diagonals,
+    forward_difference,
+    grid_axes,
+    shift,
+    zero_outside,
+)
 from ._validate import GRID_LETTERS, check_bc, check_grid, check_grid_shape, check_image, check_ndim, plain_scalar
 from .ssd import SSD, Tags
-from .stencils import FIVE_POINT, star
+from .stencils import star
 
 __all__ = ["divergence", "divergence_form", "gradient", "laplacian", "ssd_from_filters"]
 
 
-def divergence_form(gamma, *, ndim=2, bc="neumann", ghost_gamma=None):
+#: -(D^T diag(g) D) is negative semidefinite for face diffusivities g >= 0 (the documented contract on gamma;
+#: values are not read, so the tag also holds for a traced gamma).
+_DIVERGENCE_FORM_TAGS = Tags(symmetric=True, definiteness="negative_semidefinite")
+
+def divergence_form(gamma: Array, *, ndim: int = 2, bc: str = "neumann", ghost_gamma: Scalar | None = None) -> SSD:
     r"""The operator :math:`L(\gamma) u = \nabla\cdot(\gamma \nabla u)` as a symmetric star-stencil SSD.
 
     3-point in 1-D, 5-point in 2-D, 7-point in 3-D. Neumann uses the interior faces only (zero row sums);
@@ -37,7 +57,8 @@ def divergence_form(gamma, *, ndim=2, bc="neumann", ghost_gamma=None):
     Parameters
     ----------
     gamma : array ``(..., *grid)``
-        Diffusivity per pixel, real floating point; batch axes give a batch of operators.
+        Diffusivity per pixel, real floating point, >= 0 (the operator is tagged negative semidefinite, which
+        holds for gamma >= 0; values are not checked); batch axes give a batch of operators.
     ndim : {1, 2, 3}, default 2
         The grid dimension: the last ``ndim`` axes of ``gamma`` are the grid (a ``(D, H, W)`` array with the
         default ``ndim=2`` is a batch of D images).
@@ -51,7 +72,7 @@ def divergence_form(gamma, *, ndim=2, bc="neumann", ghost_gamma=None):
     -------
     SSD
         The operator, diagonals ``(..., 2 ndim + 1, *grid)`` in the star order (:data:`ssdops.FIVE_POINT` in
-        2-D), of ``gamma``'s library, dtype and device, tagged symmetric.
+        2-D), of ``gamma``'s library, dtype and device, tagged symmetric and negative semidefinite.
 
     Raises
     ------
@@ -88,8 +109,7 @@ def divergence_form(gamma, *, ndim=2, bc="neumann", ghost_gamma=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2 (:math:`L(\gamma)u = \nabla\cdot(\gamma\nabla u)`) and
+    .. [1] Arridge and Hauptmann (2019), section 2 (:math:`L(\gamma)u = \nabla\cdot(\gamma\nabla u)`) and
            eq. (4.4).
     .. [2] P. Perona and J. Malik, "Scale-space and edge detection using anisotropic diffusion", IEEE Trans.
            Pattern Anal. Mach. Intell. 12(7), 1990.
@@ -107,10 +127,43 @@ def divergence_form(gamma, *, ndim=2, bc="neumann", ghost_gamma=None):
     """
     xp = check_image(gamma, "gamma", ndim)
     check_bc(bc, ghost_gamma)
-    return SSD(divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim), star(ndim), symmetric=True)
+    if is_numpy_namespace(xp) and not backends.is_generic():
+        return SSD(_divergence_form_numpy(gamma, bc, ghost_gamma, check_ndim(ndim)), star(check_ndim(ndim)),
+                   tags=_DIVERGENCE_FORM_TAGS)
+    return SSD(divergence_form_diagonals(xp, gamma, bc, ghost_gamma, ndim), star(ndim), tags=_DIVERGENCE_FORM_TAGS)
 
 
-def laplacian(grid_shape, *, bc="neumann", like=None):
+def _divergence_form_numpy(gamma, bc, ghost_gamma, ndim):
+    """:func:`ssdops._kernels.divergence_form_diagonals` of a NumPy ``gamma``, written slot by slot into the
+    one output array (the generic code builds each diagonal from several image-sized temporaries): building
+    holds the 2d + 1 diagonals and nothing image-sized besides."""
+    grid = tuple(gamma.shape[-ndim:])
+    out = np.empty(tuple(gamma.shape[:-ndim]) + (2 * ndim + 1,) + grid, dtype=gamma.dtype)
+    centre_value = component(out, 2 * ndim, ndim)
+    for i, (axis, _) in enumerate(grid_axes(ndim)):
+        before, after = component(out, i, ndim), component(out, ndim + i, ndim)
+        # before[p] = the face towards the previous pixel, the mean of the two pixels' gamma (zero at the first
+        # pixel, whose neighbour is outside); after[p] = the face towards the next pixel = before[p + 1].
+        inner = before[along(axis, slice(1, None))]
+        np.add(gamma[along(axis, slice(None, -1))], gamma[along(axis, slice(1, None))], out=inner)
+        np.divide(inner, 2, out=inner)
+        before[along(axis, slice(0, 1))] = 0
+        after[along(axis, slice(None, -1))] = inner
+        after[along(axis, slice(-1, None))] = 0
+        if i == 0:
+            np.add(before, after, out=centre_value)
+        else:
+            centre_value += before
+            centre_value += after
+        if bc == "dirichlet":  # the boundary faces enter the centre only (neumann: zero)
+            n = grid[i]
+            for edge in (slice(0, 1), slice(n - 1, n)):
+                centre_value[along(axis, edge)] += boundary_face(np, gamma[along(axis, edge)], bc, ghost_gamma)
+    np.negative(centre_value, out=centre_value)
+    return out
+
+
+def laplacian(grid_shape: Sequence[int], *, bc: str = "neumann", like: Array | None = None) -> SSD:
     r"""The star-stencil Laplacian on a 1-, 2- or 3-D grid (3-, 5- or 7-point).
 
     The operator ``divergence_form(ones(grid_shape), ndim=len(grid_shape), bc=bc)``, tagged so that
@@ -162,8 +215,7 @@ def laplacian(grid_shape, *, bc="neumann", like=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2.1 (the isotropic case :math:`\gamma = 1`) and eq. (4.4).
+    .. [1] Arridge and Hauptmann (2019), section 2.1 (the isotropic case :math:`\gamma = 1`) and eq. (4.4).
 
     Examples
     --------
@@ -180,12 +232,33 @@ def laplacian(grid_shape, *, bc="neumann", like=None):
     xp, dtype, dev = like_namespace(like)
     check_bc(bc)
     grid = check_grid_shape(grid_shape, ndim=(1, 2, 3))
-    ones = xp.ones(grid, dtype=dtype, device=dev)
-    diagonals = chunked_like(divergence_form_diagonals(xp, ones, bc, None, len(grid)), like, len(grid))
+    if is_numpy_namespace(xp) and not backends.is_generic():
+        diagonals = _laplacian_numpy(grid, bc, dtype)
+    else:
+        ones = xp.ones(grid, dtype=dtype, device=dev)
+        diagonals = divergence_form_diagonals(xp, ones, bc, None, len(grid))
+    diagonals = chunked_like(diagonals, like, len(grid))
     return SSD(diagonals, star(len(grid)), tags=Tags(symmetric=True, laplacian=(bc, 1.0)))
 
 
-def gradient(u, *, ndim=2, bc="neumann"):
+def _laplacian_numpy(grid, bc, dtype):
+    """The Laplacian's diagonals in NumPy, written in place (no image-sized temporary): 1 towards every in-grid
+    neighbour; the centre minus the number of in-grid neighbours (neumann) or -2d (dirichlet: a face to the
+    zero ghost with the edge pixel's gamma, 1)."""
+    ndim = len(grid)
+    out = np.ones((2 * ndim + 1,) + grid, dtype=dtype)
+    for i, (axis, _) in enumerate(grid_axes(ndim)):
+        out[i][along(axis, slice(0, 1))] = 0
+        out[ndim + i][along(axis, slice(-1, None))] = 0
+    if bc == "dirichlet":
+        out[2 * ndim] = -2 * ndim
+    else:
+        np.sum(out[: 2 * ndim], axis=0, out=out[2 * ndim])
+        np.negative(out[2 * ndim], out=out[2 * ndim])
+    return out
+
+
+def gradient(u: Array, *, ndim: int = 2, bc: str = "neumann") -> Array:
     r"""Forward differences along each grid axis, shape ``(..., ndim, *grid)``.
 
     One map per grid axis, the first axis first (2-D: ``[..., 0, :, :]`` vertical, ``[..., 1, :, :]``
@@ -233,8 +306,7 @@ def gradient(u, *, ndim=2, bc="neumann"):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2 (the gradient in :math:`\nabla\cdot(\gamma\nabla u)`).
+    .. [1] Arridge and Hauptmann (2019), section 2 (the gradient in :math:`\nabla\cdot(\gamma\nabla u)`).
 
     Examples
     --------
@@ -246,10 +318,12 @@ def gradient(u, *, ndim=2, bc="neumann"):
     """
     xp = check_image(u, "u", ndim)
     check_bc(bc)
-    return xp.stack([forward_difference(xp, u, o, bc) for _, o in grid_axes(ndim)], axis=-ndim - 1)
+    # chunked_like: the shifts cut a chunked image's blocks at every pixel of their edges; laid out as u again.
+    return chunked_like(xp.stack([forward_difference(xp, u, o, bc) for _, o in grid_axes(ndim)], axis=-ndim - 1),
+                        u, ndim)
 
 
-def divergence(p, *, ndim=2, bc="neumann"):
+def divergence(p: Array, *, ndim: int = 2, bc: str = "neumann") -> Array:
     r"""The negative adjoint of :func:`gradient`: ``divergence = -gradient^T``.
 
     Maps vector fields ``(..., ndim, *grid)`` to images ``(..., *grid)``, so that
@@ -296,8 +370,7 @@ def divergence(p, *, ndim=2, bc="neumann"):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, section 2 (:math:`\nabla\cdot(\gamma\nabla u)`).
+    .. [1] Arridge and Hauptmann (2019), section 2 (:math:`\nabla\cdot(\gamma\nabla u)`).
 
     Examples
     --------
@@ -322,10 +395,11 @@ def divergence(p, *, ndim=2, bc="neumann"):
         # gradient_k = M (S - I), so -gradient_k^T p = M p - S^T M p, S^T a zero-filled shift back.
         term = pk - shift(xp, pk, tuple(-c for c in offset))
         out = term if out is None else out + term
-    return out
+    # Laid out as p along the grid again (the shifts cut a chunked p's blocks; see gradient).
+    return component(chunked_like(xp.expand_dims(out, axis=-ndim - 1), p, ndim), 0, ndim)
 
 
-def ssd_from_filters(zeta, dt=1.0, *, ndim=2):
+def ssd_from_filters(zeta: Array, dt: Scalar = 1.0, *, ndim: int = 2) -> SSD:
     r"""The paper's learned operator :math:`W_{dt}(\zeta)` (eq. 4.7) from the filter images.
 
     The result has the star's diagonals ``dt * (z_1, ..., z_{2d}, -z_{2d+1})``, zero outside the grid,
@@ -375,8 +449,7 @@ def ssd_from_filters(zeta, dt=1.0, *, ndim=2):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (4.7) and section 4.3.1.
+    .. [1] Arridge and Hauptmann (2019), eq. (4.7) and section 4.3.1.
 
     Examples
     --------
@@ -396,4 +469,4 @@ def ssd_from_filters(zeta, dt=1.0, *, ndim=2):
     dt = plain_scalar(dt)
     signs = [1.0] * (maps - 1) + [-1.0]
     sign = xp.reshape(xp.asarray(signs, dtype=zeta.dtype, device=device(zeta)), (maps,) + (1,) * ndim)
-    return SSD(zeta * (sign * dt), star(ndim))
+    return SSD(chunked_like(zeta * (sign * dt), zeta, ndim), star(ndim))  # the offset axis in one chunk

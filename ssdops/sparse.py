@@ -1,12 +1,18 @@
 """Exchange with scipy.sparse: assemble the matrix from the diagonals, and recover SSD diagonals from a matrix.
 
 Both directions go through the host (scipy.sparse is NumPy-only).
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from ._array import chunked_like, like_namespace, to_numpy
+from ._array import Array, chunked_like, like_namespace, to_numpy
 from ._validate import check_grid_shape
 from .ssd import SSD, check_operator
 from .stencils import (
@@ -32,7 +38,7 @@ def _grid_coordinates(grid, offset):
     return np.meshgrid(*axes, indexing="ij")
 
 
-def to_scipy(op, format="csr"):
+def to_scipy(op: SSD, format: str = "csr") -> Any:
     r"""The operator as a scipy.sparse matrix (row-major pixels, a host copy).
 
     Assembled directly from the diagonals (not by applying the operator to unit vectors); stored zeros are
@@ -78,8 +84,7 @@ def to_scipy(op, format="csr"):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7.
+    .. [1] Arridge and Hauptmann (2019), Definition 2.7.
 
     Examples
     --------
@@ -107,10 +112,10 @@ def to_scipy(op, format="csr"):
         rows.append((starts[:, None] + np.ravel_multi_index(coords, grid).ravel()).ravel())
         cols.append((starts[:, None] + np.ravel_multi_index(neighbours, grid).ravel()).ravel())
         data.append(d[(slice(None), k) + tuple(coords)].reshape(n, -1).ravel())
-    data, rows, cols = (np.concatenate(a) for a in (data, rows, cols))
-    stored = data != 0
+    values, row_index, col_index = (np.concatenate(a) for a in (data, rows, cols))
+    stored = values != 0
     return sp.coo_array(
-        (data[stored], (rows[stored], cols[stored])), shape=(n * size, n * size)
+        (values[stored], (row_index[stored], col_index[stored])), shape=(n * size, n * size)
     ).asformat(format)
 
 
@@ -121,7 +126,8 @@ def _infer_offsets(found, ndim):
     return star(ndim) + tuple(sorted(found - set(star(ndim))))
 
 
-def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=None):
+def from_scipy(A: Any, grid_shape: Sequence[int], offsets: Sequence[Sequence[int]] | None = None, *,
+               radius: int = 1, batch_shape: Sequence[int] = (), like: Array | None = None) -> SSD:
     r"""The SSD operator of a sparse (or dense) matrix on ``grid_shape`` (1, 2 or 3 axes).
 
     Parameters
@@ -178,8 +184,7 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=No
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7.
+    .. [1] Arridge and Hauptmann (2019), Definition 2.7.
 
     Examples
     --------
@@ -215,8 +220,8 @@ def from_scipy(A, grid_shape, offsets=None, *, radius=1, batch_shape=(), like=No
             f"entry ({rows[e]}, {cols[e]}) couples image {int(image[e])} with image {int(image_c[e])}: a "
             f"batched SSD matrix is block-diagonal over the batch shape {batch_shape}"
         )
-    row_at = np.unravel_index(r, grid)
-    col_at = np.unravel_index(c, grid)
+    row_at: tuple[Any, ...] = np.unravel_index(r, grid)
+    col_at: tuple[Any, ...] = np.unravel_index(c, grid)
     steps = [ca - ra for ra, ca in zip(row_at, col_at)]
     far = np.zeros(r.shape, dtype=bool)
     for step in steps:

@@ -10,8 +10,14 @@ and zero elsewhere: the paper's Definition 2.7. The diagonals :math:`d_k` are st
 ``(..., K, H, W)``; leading axes are batch axes (one operator per image) and broadcast against the image.
 Values of :math:`d_k` at pixels whose neighbour is outside the grid are ignored (never multiplied into a
 result); :attr:`SSD.T` and the constructors of this package produce zeros there (the canonical form).
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import dataclasses
 import numbers
@@ -20,7 +26,7 @@ import numpy as np
 from array_api_compat import device
 
 from . import _tags, backends
-from ._array import chunked_like, like_namespace, namespace
+from ._array import Array, chunked_like, like_namespace, namespace
 from ._kernels import (
     apply_generic,
     apply_transpose_generic,
@@ -81,14 +87,14 @@ class Tags:
 
     and :math:`A^\top` keeps the tags of :math:`A`. A sum with an operator of unknown symmetry is of unknown
     symmetry (``None``), never ``False``. Definiteness follows the rule table of ``ssdops._tags``
-    (``identity``: positive definite; ``c * L``, ``c > 0``: negative semidefinite; a sum of two of one sign
+    (``identity``: positive definite; ``c * L``, ``c > 0``: negative semidefinite, definite for Dirichlet;
+    ``divergence_form``: negative semidefinite, for its diffusivity ``gamma >= 0``; a sum of two of one sign
     keeps it; a negative number flips it; so :math:`I - \Delta t\,L` is positive definite); an operator made
     by a transform (a gradient, a tangent, a vmapped copy) carries no tags at all.
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step the tags select a solver for).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.11) (the implicit step the tags select a solver for).
 
     Examples
     --------
@@ -185,8 +191,7 @@ class SSD:
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7 (SSD matrix) and section 4.3.1 (filters as images
+    .. [1] Arridge and Hauptmann (2019), Definition 2.7 (SSD matrix) and section 4.3.1 (filters as images
            multiplied pointwise with shifted copies).
 
     Examples
@@ -469,13 +474,13 @@ def _unflatten(offsets, children):
 backends.register_type(SSD, _flatten, _unflatten)
 
 
-def check_operator(op, name="op"):
+def check_operator(op: Any, name: str = "op") -> None:
     """TypeError unless ``op`` is an :class:`SSD` (rather than an AttributeError deep inside)."""
     if not isinstance(op, SSD):
         raise TypeError(f"{name} must be an ssdops.SSD operator, got {type(op).__name__}")
 
 
-def identity(grid_shape, *, like=None):
+def identity(grid_shape: Sequence[int], *, like: Array | None = None) -> SSD:
     r"""The identity on ``grid_shape`` (1, 2 or 3 axes) as an SSD with the single offset at the centre.
 
     Parameters
@@ -511,8 +516,7 @@ def identity(grid_shape, *, like=None):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.11).
 
     Examples
     --------

@@ -5,13 +5,15 @@ An offset is a d-tuple: the neighbour of pixel :math:`p` is :math:`p + o`; in 2-
 ones :math:`+e_1 \dots +e_d`, then the centre: the order of the paper's filters in 2-D (up, left, down, right,
 centre) and of DiffNet's filter maps in every dimension.
 """
+from __future__ import annotations
+
 import itertools
 
 __all__ = ["FIVE_POINT", "GRID_LETTERS", "NINE_POINT", "SEVEN_POINT", "THREE_POINT", "TWENTY_SEVEN_POINT", "centre",
            "star"]
 
 
-def star(ndim):
+def star(ndim: int) -> tuple[tuple[int, ...], ...]:
     """The (2 ndim + 1)-point star: ``-e_1 .. -e_d, +e_1 .. +e_d, 0``.
 
     >>> star(1)
@@ -21,7 +23,7 @@ def star(ndim):
     return tuple(tuple(-c for c in e) for e in units) + tuple(units) + (centre(ndim),)
 
 
-def centre(ndim):
+def centre(ndim: int) -> tuple[int, ...]:
     """The zero offset of a ``ndim``-dimensional grid."""
     return (0,) * ndim
 

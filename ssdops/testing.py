@@ -1,14 +1,21 @@
-"""Helpers for users testing their own operators."""
+"""Helpers for users testing their own operators.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
+"""
 from __future__ import annotations
 
-from ._array import namespace, to_numpy
+from collections.abc import Callable
+
+from ._array import Array, namespace, to_numpy
 from ._validate import half_precision
 
 __all__ = ["dot_test"]
 
 
-def dot_test(forward, adjoint, x, y, *, rtol=None):
-    r"""Check that ``adjoint`` is the adjoint of ``forward``: :math:`\langle F x, y\rangle = \langle x, F^\top y\rangle`.
+def dot_test(forward: Callable[[Array], Array], adjoint: Callable[[Array], Array], x: Array, y: Array, *,
+             rtol: float | None = None) -> float:
+    r"""Check that ``adjoint`` is the adjoint of ``forward``: :math:`\langle Fx, y\rangle = \langle x, F^\top y\rangle`.
 
     Inner products are summed in at least float32 (a float16 sum overflows and rounds away the answer).
 
@@ -57,8 +64,7 @@ def dot_test(forward, adjoint, x, y, *, rtol=None):
     ----------
     .. [1] J. F. Claerbout, "Earth Soundings Analysis: Processing versus Inversion", Blackwell, 1992
            (the dot-product test).
-    .. [2] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11) (the implicit step whose derivative is an adjoint solve).
+    .. [2] Arridge and Hauptmann (2019), eq. (2.11) (the implicit step whose derivative is an adjoint solve).
 
     Examples
     --------

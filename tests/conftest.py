@@ -12,8 +12,9 @@ import importlib.util
 import os
 
 import pytest
-import support
 from hypothesis import HealthCheck, settings
+
+import support
 
 settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]

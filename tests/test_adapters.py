@@ -7,9 +7,9 @@ generic array-API code, and equals the same call on NumPy arrays.
 """
 import numpy as np
 import pytest
-import toyarray
 
 import ssdops
+import toyarray
 from ssdops import backends
 
 GRID = (5, 6)
@@ -105,7 +105,11 @@ NOT_ARRAY_FUNCTIONS = {"FIVE_POINT", "NINE_POINT", "SEVEN_POINT", "THREE_POINT",
                        "ConvergenceError", "ConvergenceWarning", "backends",
                        # Adapters to host libraries (SciPy, PyLops' NumPy engine): NumPy diagonals only, a
                        # clear TypeError otherwise (below); tested in test_interop.
-                       "as_pylops", "aslinearoperator"}
+                       "as_pylops", "aslinearoperator",
+                       # deepinv adapters (PyTorch only, deepinv's physics): tested in test_deepinv.
+                       "as_deepinv", "heat_physics", "perona_malik_physics",
+                       # lineax (JAX) and ODL adapters: tested in test_lineax and test_odl.
+                       "as_lineax", "as_odl"}
 
 
 def test_every_public_function_is_called():

@@ -5,8 +5,20 @@ from hypothesis import strategies as st
 
 import ssdops
 import strategies as sst
-from support import (FIVE, NINE, asarray, assemble, assert_close, check_like, in_grid_mask,
-                     property_test as shared_property_test, ref_apply, rounded, to_numpy, tolerance)
+from support import (
+    FIVE,
+    NINE,
+    asarray,
+    assemble,
+    assert_close,
+    check_like,
+    in_grid_mask,
+    ref_apply,
+    rounded,
+    to_numpy,
+    tolerance,
+)
+from support import property_test as shared_property_test
 
 JAX_SPACE = {
     "grid": sst.JAX_GRIDS,

@@ -112,10 +112,8 @@ def test_torch_filters_explicit_step_values(torch):
     rng = np.random.default_rng(4)
     z = rng.uniform(0.0, 0.2, (5,) + GRID)
     u = rng.standard_normal(GRID)
-    up = np.zeros_like(u); up[1:] = u[:-1]
-    left = np.zeros_like(u); left[:, 1:] = u[:, :-1]
-    down = np.zeros_like(u); down[:-1] = u[1:]
-    right = np.zeros_like(u); right[:, :-1] = u[:, 1:]
+    up, left, down, right = (np.zeros_like(u) for _ in range(4))
+    up[1:], left[:, 1:], down[:-1], right[:, :-1] = u[:-1], u[:, :-1], u[1:], u[:, 1:]
     expect = u + 0.3 * (z[0] * up + z[1] * left + z[2] * down + z[3] * right - z[4] * u)
     got = ssdops.explicit_step(t64(torch, u, False), ssdops.ssd_from_filters(t64(torch, z, False), dt=0.3), 1.0)
     np.testing.assert_allclose(got.numpy(), expect, rtol=1e-12, atol=1e-12)
@@ -439,8 +437,9 @@ def test_jax_heat_exact_grad(jax, bc):
                                rtol=1e-10, atol=1e-12)
 
 
-def test_jax_perona_malik_grad(jax, kwargs=dict(bc="dirichlet", ghost_gamma=0.0)):
+def test_jax_perona_malik_grad(jax):
     """The authors' explicit scheme; the semi-implicit one is checked against torch below."""
+    kwargs = dict(bc="dirichlet", ghost_gamma=0.0)
     rng = np.random.default_rng(28)
     u = j64(jax, rng.uniform(0.0, 1.0, (B,) + GRID))
     kw = dict(steps=2, dt=0.1, lam=0.5)

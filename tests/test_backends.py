@@ -11,11 +11,11 @@ import sys
 import array_api_compat
 import numpy as np
 import pytest
-from support import to_numpy
 
 import ssdops
 from ssdops import backends
 from ssdops._kernels import apply_generic, apply_transpose_generic
+from support import to_numpy
 
 FIVE = ssdops.FIVE_POINT
 NINE = ssdops.NINE_POINT
@@ -233,7 +233,8 @@ def test_apply_and_transpose_match_generic(fw, dtype):
         offsets = OFFSETS[name]
         d = asarray(rng.standard_normal(dbatch + (len(offsets),) + grid).astype(dtype))
         u = asarray(rng.standard_normal(ubatch + grid).astype(dtype))
-        assert_close(kernel("ssd_apply", xp)(diagonals=d, offsets=offsets, u=u), apply_generic(xp, d, offsets, u), dtype)
+        assert_close(kernel("ssd_apply", xp)(diagonals=d, offsets=offsets, u=u), apply_generic(xp, d, offsets, u),
+                     dtype)
         assert_close(kernel("ssd_apply_transpose", xp)(diagonals=d, offsets=offsets, u=u),
                      apply_transpose_generic(xp, d, offsets, u), dtype)
 
@@ -385,7 +386,8 @@ def test_numpy_blocks_and_fallback_batches(monkeypatch, threads):
                      reference, "float64")
     # Non-contiguous planes are copied once, not misread.
     ut = np.swapaxes(rng.standard_normal((11, 13)), 0, 1)
-    assert_close(numpy_backend.ssd_apply(diagonals=d[0, 0], offsets=NINE, u=ut), apply_generic(np, d[0, 0], NINE, ut), "float64")
+    assert_close(numpy_backend.ssd_apply(diagonals=d[0, 0], offsets=NINE, u=ut), apply_generic(np, d[0, 0], NINE,
+                                                                                               ut), "float64")
 
 
 # --------------------------------------------------------------------------- PyTorch
@@ -541,7 +543,8 @@ def test_cupy_kernels_match_generic():
             offsets = OFFSETS[name]
             d = cupy.asarray(rng.standard_normal(dbatch + (len(offsets),) + grid).astype(dtype))
             u = cupy.asarray(rng.standard_normal(ubatch + grid).astype(dtype))
-            assert_close(kernel("ssd_apply", xp)(diagonals=d, offsets=offsets, u=u), apply_generic(xp, d, offsets, u), dtype)
+            assert_close(kernel("ssd_apply", xp)(diagonals=d, offsets=offsets, u=u), apply_generic(xp, d, offsets,
+                                                                                                   u), dtype)
             assert_close(kernel("ssd_apply_transpose", xp)(diagonals=d, offsets=offsets, u=u),
                          apply_transpose_generic(xp, d, offsets, u), dtype)
             if name == "five":

@@ -39,7 +39,7 @@ def test_dask_kernels_are_registered_with_their_protocols():
 
     registered = backends.registered("dask")
     assert {op for op, _ in registered} == {
-        "ssd_apply", "ssd_apply_transpose", "filter_step", "perona_malik_step"
+        "ssd_apply", "ssd_apply_transpose", "filter_step", "perona_malik_step", "implicit_solve"
     }
     for (operation, _), kernel in registered.items():
         protocol = inspect.signature(backends.OPERATIONS[operation].__call__)

@@ -42,7 +42,8 @@ def test_parameter_counts():
     shapes = eqx.filter_eval_shape   # the constructor, traced for shapes only (no initialisation cost)
     assert diffnet_jax.count_parameters(shapes(diffnet_jax.DiffNet, key=key)) == 101_310
     assert diffnet_jax.count_parameters(shapes(diffnet_jax.DiffNet, n_layers=3, key=key)) == 60_786
-    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(**SMALL, key=key)) == 2 * (9 * (8 + 8 * 8 + 8 * 5) + 16 + 5 + 1)
+    assert diffnet_jax.count_parameters(diffnet_jax.DiffNet(**SMALL,
+                                                            key=key)) == 2 * (9 * (8 + 8 * 8 + 8 * 5) + 16 + 5 + 1)
     # the paper's per-layer formula: 9(32 + 32*5 + 32^2 (K-2)) + 32(K-1) + 5 + 1
     for K in (2, 3, 5):
         per_layer = 9 * (32 + 32 * 5 + 32 * 32 * (K - 2)) + 32 * (K - 1) + 5 + 1
@@ -74,7 +75,8 @@ def _shift0(u, dy, dx):
 
 
 def _conv_ref(x, w, b):
-    """Cross-correlation with zero padding by explicit shifts: out[o] = b[o] + sum_{c,a,b} w[o,c,a,b] x[c, i+a-1, j+b-1]."""
+    """Cross-correlation with zero padding by explicit shifts:
+    out[o] = b[o] + sum_{c,a,b} w[o,c,a,b] x[c, i+a-1, j+b-1]."""
     out = jnp.zeros((x.shape[0], w.shape[0]) + x.shape[2:], jnp.float32) + b[None, :, None, None]
     for a in range(3):
         for c in range(3):

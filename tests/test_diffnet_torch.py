@@ -12,8 +12,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
 import ssdops  # noqa: E402
-from diffnet_torch import (PAPER_UNET_PARAMETERS, DiffNet, LinearDiffusionNet, UNet, count_parameters,  # noqa: E402
-                           load_weights, save_weights)
+from diffnet_torch import (  # noqa: E402
+    PAPER_UNET_PARAMETERS,
+    DiffNet,
+    LinearDiffusionNet,
+    UNet,
+    count_parameters,
+    load_weights,
+    save_weights,
+)
 from diffnet_torch.cli import main as cli_main  # noqa: E402
 
 torch.set_num_threads(1)

@@ -388,7 +388,8 @@ def test_perona_malik_unstable_dt(xp):
         ssdops.perona_malik(x, steps=2, dt=0.3, lam=0.2)
     # not for the semi-implicit scheme, nor with the check switched off
     out = to_numpy(ssdops.perona_malik(x, steps=2, dt=0.3, lam=0.2, check_stable=False))
-    np.testing.assert_allclose(out, pm_reference(u0, steps=2, dt=0.3, lam=0.2, bc="neumann", ghost_gamma=None), atol=1e-13)
+    np.testing.assert_allclose(out, pm_reference(u0, steps=2, dt=0.3, lam=0.2, bc="neumann", ghost_gamma=None),
+                               atol=1e-13)
     ssdops.perona_malik(x, steps=2, dt=0.3, lam=0.2, scheme="semi-implicit")
     # a non-flat Dirichlet image under the authors' arguments: the check uses each step's operator
     u1 = np.random.default_rng(20).uniform(size=(6, 7))

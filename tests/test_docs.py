@@ -5,7 +5,7 @@ generated ``docs/auto_examples`` / ``docs/api/generated`` are left alone) with t
 ``python -m sphinx -W --keep-going -b html``, then checks the result as a person would:
 
 - every internal link (``href``, fragment included) and every image, script and style sheet of every page
-  resolves to a file of the site;
+  resolves to a file of the site, and MathJax is one of them (shipped: the formulas render offline);
 - every public name (``docs/_ext/api_coverage.py``) has its API page;
 - the executed gallery pages show their figures;
 - headless Chromium (Debian's ``chromium``; the browser part is skipped without it) opens the index, one
@@ -63,7 +63,7 @@ class _Page(html.parser.HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.ids, self.references, self.images = set(), [], []
+        self.ids, self.references, self.images, self.scripts = set(), [], [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
@@ -76,6 +76,8 @@ class _Page(html.parser.HTMLParser):
                 self.references.append(attrs[attribute])
                 if tag == "img":
                     self.images.append(attrs[attribute])
+                if tag == "script":
+                    self.scripts.append(attrs[attribute])
 
 
 def parse(path):
@@ -145,6 +147,12 @@ def check_site(root, executed, tmp_path):
     the browser shows the pages."""
     pages, broken = broken_references(root)
     assert not broken, "broken internal links or images:\n" + "\n".join(map(str, broken))
+
+    # The formulas render without network: MathJax is a file of the site (that it resolves is checked above).
+    mathjax = {src for page in pages.values() for src in page.scripts if "mathjax" in src.lower()}
+    assert mathjax, "no page loads MathJax: the formulas are not rendered"
+    external = sorted(src for src in mathjax if urlsplit(src).scheme or urlsplit(src).netloc)
+    assert not external, f"pages load MathJax from the network: {external}"
 
     ids = set().union(*(page.ids for path, page in pages.items() if "api" in path.relative_to(root).parts))
     missing = [name for name in sorted(api_coverage.public_names()) if not {name, f"module-{name}"} & ids]

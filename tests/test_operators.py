@@ -13,8 +13,7 @@ import scipy.sparse as sp
 
 import ssdops
 import strategies as sst
-from support import (BCS, DIFFUSIVITIES, asarray, pm_reference, ref_divergence_form, scipy_laplacian,
-                     to_numpy, tolerance)
+from support import BCS, DIFFUSIVITIES, asarray, pm_reference, ref_divergence_form, scipy_laplacian, to_numpy, tolerance
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,7 +205,8 @@ def test_divergence_form_ghost_conventions_explicit_values():
     textbook (ghost None): -4 everywhere; authors (ghost 0): -3 corners, -3.5 edges, -4 inside;
     ghost 0.5: boundary face 0.75."""
     ones = np.ones((3, 3))
-    c = lambda ghost: np.diag(dense_of(ssdops.divergence_form(ones, bc="dirichlet", ghost_gamma=ghost), (3, 3), np)).reshape(3, 3)
+    c = lambda ghost: np.diag(dense_of(ssdops.divergence_form(ones, bc="dirichlet", ghost_gamma=ghost), (3, 3),
+                                       np)).reshape(3, 3)
     np.testing.assert_array_equal(c(None), np.full((3, 3), -4.0))
     np.testing.assert_array_equal(c(0.0), np.array([[-3, -3.5, -3], [-3.5, -4, -3.5], [-3, -3.5, -3]]))
     np.testing.assert_array_equal(c(0.5), np.array([[-3.5, -3.75, -3.5], [-3.75, -4, -3.75], [-3.5, -3.75, -3.5]]))

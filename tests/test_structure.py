@@ -52,7 +52,8 @@ def test_backends_import_only_the_private_kernel_module(path):
             assert name in CORE_PRIVATE or name.startswith("ssdops._kernels"), (path.name, name)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "ssdops").glob("*.py")) + sorted((REPO / "ssdops" / "solvers").glob("*.py")),
+@pytest.mark.parametrize("path",
+                         sorted((REPO / "ssdops").glob("*.py")) + sorted((REPO / "ssdops" / "solvers").glob("*.py")),
                          ids=lambda p: p.name)
 def test_core_imports_no_framework_at_import_time(path):
     tree = ast.parse(path.read_text())
@@ -62,7 +63,9 @@ def test_core_imports_no_framework_at_import_time(path):
             assert name.split(".")[0] not in FRAMEWORKS, (path.name, name)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "ssdops" / "diffnet").glob("*.py")) + sorted((REPO / "ssdops" / "tools").glob("*.py"))
+@pytest.mark.parametrize("path",
+                         sorted((REPO / "ssdops" / "diffnet").glob("*.py"))
+                         + sorted((REPO / "ssdops" / "tools").glob("*.py"))
                          + sorted((REPO / "diffnet_torch").glob("*.py")) + sorted((REPO / "diffnet_jax").glob("*.py")),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_upper_layers_use_the_public_api(path):
@@ -87,13 +90,68 @@ def test_tags_are_set_at_construction_and_carried_by_the_algebra():
     assert (L + N).tags == ssdops.Tags(symmetric=True, laplacian=None,  # two boundary conditions: no DCT/DST
                                        definiteness="negative_definite")  # but a sum of one sign
     G = ssdops.divergence_form(np.ones((4, 5)) + np.arange(5.0))
-    assert G.tags == ssdops.Tags(symmetric=True) and (G + L).tags.laplacian is None
+    assert G.tags == ssdops.Tags(symmetric=True, definiteness="negative_semidefinite")
+    assert (G + L).tags.laplacian is None and (G + L).tags.definiteness == "negative_definite"
     assert (L * np.float64(2.0)).tags.laplacian == ("dirichlet", 2.0)
     zero_d = L * np.asarray(2.0)  # a 0-d array may be traced: symmetric, no known scale
     assert zero_d.tags == ssdops.Tags(symmetric=True)
     general = ssdops.SSD(np.ones((5, 4, 5)))
     assert general.tags == ssdops.Tags() and (general + L).tags.symmetric is None
     assert ssdops.select_method(2.0 * L) == "spectral" and ssdops.select_method(G) == "cg"
+
+
+def test_definiteness_rules():
+    D, N = ssdops.laplacian((4, 5), bc="dirichlet"), ssdops.laplacian((4, 5), bc="neumann")
+    Id = ssdops.identity((4, 5))
+    assert (D.tags.definiteness, N.tags.definiteness) == ("negative_definite", "negative_semidefinite")
+    assert Id.tags.definiteness == "positive_definite"
+    assert (-N).tags.definiteness == (-2.0 * N).tags.definiteness == "positive_semidefinite"
+    assert (3 * D).tags.definiteness == (D * 0.5).tags.definiteness == "negative_definite"
+    assert (0.0 * D).tags.definiteness is None and (D * np.asarray(2.0)).tags.definiteness is None
+    assert (Id - 0.1 * N).tags.definiteness == "positive_definite"
+    assert (Id - 0.0 * N).tags.definiteness is None  # 0 * N claims nothing, so neither does the sum
+    assert (Id + 0.1 * N).tags.definiteness is None  # opposite signs
+    assert (N - D).tags.definiteness is None and (N + D).tags.definiteness == "negative_definite"
+    G = ssdops.divergence_form(np.ones((4, 5)) + np.arange(5.0))
+    assert G.tags.definiteness == "negative_semidefinite" and (Id - 0.5 * G).tags.definiteness == "positive_definite"
+    ssd = ssdops.SSD(np.ones((5, 4, 5)))
+    assert ssd.tags.definiteness is None and (ssd + N).tags.definiteness is None
+    assert ssd.T.tags == ssd.tags and G.T.tags == G.tags
+    tagged = ssdops.SSD(np.ones((5, 4, 5)), tags=ssdops.Tags(definiteness="negative_semidefinite"))
+    assert tagged.T.tags.definiteness == "negative_semidefinite"  # x^T A^T x = x^T A x
+    with pytest.raises(ValueError, match="definiteness must be"):
+        ssdops.Tags(definiteness="definite")
+    # the eigenvalues agree with every claim above
+    for op, sign, strict in ((D, -1, True), (N, -1, False), (Id - 0.1 * N, 1, True), (G, -1, False)):
+        eig = np.linalg.eigvalsh(ssdops.to_scipy(op).toarray()) * sign
+        assert eig.min() > 1e-12 if strict else eig.min() > -1e-12
+
+
+def test_an_operator_made_by_a_transform_carries_no_tags():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    L = ssdops.divergence_form(jnp.ones((2, 4, 5)), bc="dirichlet")
+    assert L.tags.definiteness == "negative_semidefinite"
+    u = jnp.ones((2, 4, 5))
+    seen = []
+
+    def loss(op):
+        seen.append(op.tags)
+        return jnp.sum(op @ u)
+
+    grad = jax.grad(loss)(L)
+    assert grad.tags == ssdops.Tags() and seen == [ssdops.Tags()]
+    assert jax.jit(lambda op: op)(L).tags == ssdops.Tags()
+    assert jax.vmap(lambda op: op)(L).tags == ssdops.Tags()
+    _, tangent = jax.jvp(lambda op: op, (L,), (L,))
+    assert tangent.tags == ssdops.Tags()
+    leaves, tree = jax.tree_util.tree_flatten(L)
+    assert jax.tree_util.tree_unflatten(tree, leaves).tags == ssdops.Tags()
+    torch = pytest.importorskip("torch")
+    T = ssdops.divergence_form(torch.ones(2, 4, 5, dtype=torch.float64))
+    assert torch.func.vmap(lambda op: op)(T).tags == ssdops.Tags()
+    grad = torch.func.grad(lambda op: torch.sum(op @ torch.ones(2, 4, 5, dtype=torch.float64)))(T)
+    assert grad.tags == ssdops.Tags() and grad.diagonals.shape == T.diagonals.shape
 
 
 def test_tags_and_operators_are_immutable():
@@ -104,7 +162,7 @@ def test_tags_and_operators_are_immutable():
         L.diagonals = L.diagonals
     with pytest.raises(AttributeError):
         L._laplacian = ("neumann", 1.0)  # no attribute may be added after construction
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError):  # dataclasses.FrozenInstanceError
         L.tags.symmetric = False
 
 
@@ -301,7 +359,6 @@ def test_each_constant_is_defined_once(name):
 
 def test_the_library_table_is_read_by_bench_compare_and_the_tests():
     from conftest import KNOWN_LIBRARIES, LIBRARIES
-
     from ssdops.tools import bench, compare
 
     table = ssdops.backends.LIBRARIES

@@ -10,7 +10,6 @@ import warnings
 import pytest
 
 import ssdops
-
 from support import FIVE, NINE
 
 torch = pytest.importorskip("torch")

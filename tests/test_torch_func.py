@@ -10,12 +10,12 @@ against JAX's ``jax.hessian`` on the same problem.
 """
 import numpy as np
 import pytest
-from support import FIVE, NINE
 
 import ssdops
 from ssdops import backends
 from ssdops._array import is_traced
 from ssdops._kernels import apply_generic, perona_malik_diagonals, resolve
+from support import FIVE, NINE
 
 torch = pytest.importorskip("torch")
 func = torch.func
@@ -198,7 +198,7 @@ def test_functional_call(name):
     got = func.grad(lambda p: (func.functional_call(model, p, (args[0],)) * weight).sum())(params)
     leaves = tuple(a.clone().requires_grad_() for a in args[1:])
     want = torch.autograd.grad((reference(args[0], *leaves) * weight).sum(), leaves)
-    for (key, value), expected in zip(sorted(got.items(), key=lambda kv: int(kv[0].split(".")[-1])), want):
+    for (_, value), expected in zip(sorted(got.items(), key=lambda kv: int(kv[0].split(".")[-1])), want):
         _close(value, expected)
 
 

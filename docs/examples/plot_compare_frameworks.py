@@ -28,8 +28,8 @@ frameworks = list(dict.fromkeys(r["framework"] for r in records))
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained", sharey=True)
 width = 0.8 / len(frameworks)
 positions = np.arange(len(operations))
-for panel, (ax, dtype, field) in enumerate(((axes[0], "float64", "max_rel"), (axes[1], "float32", "max_rel"),
-                                            (axes[2], "float64", "ms"))):
+for ax, dtype, field in ((axes[0], "float64", "max_rel"), (axes[1], "float32", "max_rel"),
+                         (axes[2], "float64", "ms")):
     for j, framework in enumerate(frameworks):
         values = []
         for operation in operations:

@@ -30,7 +30,7 @@ theta = torch.zeros(n, n, dtype=torch.float64, requires_grad=True)      # gamma 
 optimiser = torch.optim.Adam([theta], lr=0.1)
 losses = []
 start = time.perf_counter()
-for step in range(80):
+for _ in range(80):
     optimiser.zero_grad()
     op = ssdops.divergence_form(torch.exp(theta), bc="neumann")
     loss = torch.mean((ssdops.implicit_step(images, op, dt) - targets) ** 2)

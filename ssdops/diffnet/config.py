@@ -42,7 +42,8 @@ def _number(kind, low, *, strict, optional):
         try:
             number = kind(value)
         except (TypeError, ValueError):
-            raise argparse.ArgumentTypeError(f"{value!r} is not {'an integer' if kind is int else 'a number'}")
+            what = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
         if kind is float and not math.isfinite(number):
             raise argparse.ArgumentTypeError(f"{value!r} is not finite")
         if kind is int and isinstance(value, float) and value != number:

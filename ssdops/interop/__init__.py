@@ -8,6 +8,18 @@ pixels), applied without forming it.
   ``gmres``, ``lsqr``, ``eigsh`` and the rest of ``scipy.sparse.linalg``.
 - :func:`as_pylops`: a :class:`pylops.LinearOperator` with ``dims = dimsd = B + (H, W)``, for PyLops'
   solvers, ``dottest`` and operator algebra. PyLops is optional: ``pip install ssdops[pylops]``.
+
+deepinv (PyTorch) acts on ``(B, C, H, W)`` images instead: :func:`as_deepinv` (any SSD, its batch paired with the
+images' leading axes), :func:`heat_physics` (the exact heat equation with exact pseudo-inverse, proximal operator
+and norm) and :func:`perona_malik_physics` (the paper's forward model), in :mod:`ssdops.interop._deepinv`;
+``pip install ssdops[deepinv]``.
+
+lineax (JAX) and ODL act on unflattened arrays: :func:`as_lineax` (structure ``batch_shape + grid``, tags from
+:class:`ssdops.Tags`, in :mod:`ssdops.interop._lineax`) and :func:`as_odl` (an ``odl.Operator`` on a space of the
+grid's shape, in :mod:`ssdops.interop._odl`); ``pip install ssdops[lineax]`` / ``ssdops[odl]``.
+
+The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge and A. Hauptmann,
+"Networks for nonlinear diffusion problems in imaging", J. Math. Imaging Vision, 2019.
 """
 from __future__ import annotations
 
@@ -17,8 +29,11 @@ import math
 import numpy as np
 
 from ..ssd import SSD
+from ._deepinv import as_deepinv, heat_physics, perona_malik_physics
+from ._lineax import as_lineax
+from ._odl import as_odl
 
-__all__ = ["as_pylops", "aslinearoperator"]
+__all__ = ["as_deepinv", "as_lineax", "as_odl", "as_pylops", "aslinearoperator", "heat_physics", "perona_malik_physics"]
 
 
 def _check_ssd(op, caller):
@@ -81,8 +96,7 @@ def aslinearoperator(op):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, eq. (2.11).
+    .. [1] Arridge and Hauptmann (2019), eq. (2.11).
 
     Examples
     --------
@@ -183,8 +197,7 @@ def as_pylops(op, *, name="S"):
 
     References
     ----------
-    .. [1] S. Arridge and A. Hauptmann, "Networks for nonlinear diffusion problems in imaging",
-           J. Math. Imaging Vision, 2019, Definition 2.7 (the SSD matrix).
+    .. [1] Arridge and Hauptmann (2019), Definition 2.7 (the SSD matrix).
     .. [2] M. Ravasi and I. Vasconcelos, "PyLops: a linear-operator Python library for scalable algebra
            and optimization", SoftwareX 11, 100361, 2020.
 

@@ -85,7 +85,7 @@ class Target:
     asarray: Callable
     sync: Callable = lambda result: None
     jit: Callable = lambda fn: fn
-    stream: Callable = None  # stream(x) -> a call that reads x and writes as many bytes (the copy floor)
+    stream: Callable | None = None  # stream(x) -> a call that reads x and writes as many bytes (the copy floor)
     device_name: str = ""
     notes: list = field(default_factory=list)
 
@@ -128,7 +128,8 @@ def targets(names=BACKENDS, *, jax_x64=False):
                 else:
                     sync = (lambda d: (lambda result: torch.cuda.synchronize(d)))(dev)
                     label = torch.cuda.get_device_name(dev)
-                found.append(Target("torch", dev, (lambda d: lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(d))(dev),
+                found.append(Target("torch", dev,
+                                    (lambda d: lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(d))(dev),
                                     sync=sync, stream=_copy_into(torch.empty_like, torch.Tensor.copy_),
                                     device_name=label))
         elif name in ("jax", "jax.jit", "jax-eager"):
@@ -169,7 +170,8 @@ def targets(names=BACKENDS, *, jax_x64=False):
 
                 props = cupy.cuda.runtime.getDeviceProperties(i)
                 name_i = props.get("name", b"")
-                found.append(Target("cupy", f"cuda:{i}", put, sync=sync, stream=_copy_into(cupy.empty_like, cupy.copyto),
+                found.append(Target("cupy", f"cuda:{i}", put, sync=sync, stream=_copy_into(cupy.empty_like,
+                                                                                           cupy.copyto),
                                     device_name=name_i.decode() if isinstance(name_i, bytes) else str(name_i)))
         elif name in registry.LIBRARIES:
             # Any other library of the table: its namespace's asarray on the default device.
@@ -386,7 +388,8 @@ def _scipy_seconds(op, arrays, batch, repeats):
         A = ssdops.to_scipy(ssdops.SSD(d, ssdops.SEVEN_POINT if op == "ssd_apply_3d" else ssdops.FIVE_POINT)).tocsr()
         call = lambda: A @ x
     elif op == "filter_step":
-        A = (sp.identity(x.size, dtype=x.dtype, format="csr") + ssdops.to_scipy(ssdops.ssd_from_filters(d, FILTER_DT))).tocsr()
+        A = (sp.identity(x.size, dtype=x.dtype, format="csr") + ssdops.to_scipy(ssdops.ssd_from_filters(d,
+                                                                                                        FILTER_DT))).tocsr()
         call = lambda: A @ x
     else:
         A = (sp.identity(x.size, dtype=x.dtype, format="csr") - IMPLICIT_DT * ssdops.to_scipy(ssdops.SSD(d))).tocsr()
@@ -466,9 +469,9 @@ def run(*, ops=OPS, backends=("numpy", "torch", "jax", "cupy"), sizes=DEFAULT_SI
                     record = dict(op=op, backend=target.backend, device=target.device, size=n, batch=b,
                                   dtype=dtype, bytes=nbytes, working_set_bytes=working_set, ms=None,
                                   gbps=None, floor_ms=None, floor_ratio=None, scipy_ms=None,
-                                  speedup_scipy=None, generic_ms=None, speedup_generic=None, generic_timed=False, kernels=[],
-                                  medpy_ms=None, simpleitk_ms=None, speedup_peers=None, samples=0, skipped=None,
-                                  error=None)
+                                  speedup_scipy=None, generic_ms=None, speedup_generic=None, generic_timed=False,
+                                  kernels=[], medpy_ms=None, simpleitk_ms=None, speedup_peers=None, samples=0,
+                                  skipped=None, error=None)
                     if max_bytes is not None and working_set > max_bytes:
                         record["skipped"] = (f"working set {_format_bytes(working_set)} > --max-bytes "
                                              f"{_format_bytes(max_bytes)}")
