@@ -60,7 +60,7 @@ from ssdops._kernels import (
     resolve,
 )
 
-from . import Adapter, _numpy_kernel, register
+from . import Adapter, _numpy_kernel, adapter_for, register
 
 __all__ = ["ADAPTER", "filter_step", "implicit_solve", "perona_malik_step", "ssd_apply", "ssd_apply_transpose"]
 
@@ -463,6 +463,15 @@ class TorchAdapter(Adapter):
     def to_numpy(self, x):
         x = x.detach().cpu()
         return (x.float() if x.dtype == torch.bfloat16 else x).numpy()  # NumPy has no bfloat16: exact widening
+
+    def is_all_finite(self, x):
+        # On the CPU NumPy reduces the tensor's own memory: torch's reduction leaves its OpenMP threads
+        # spinning, which then take the cores from the NumPy kernel of the step that follows (+60 % for
+        # perona_malik(u, steps=1) at 2048², benchmarks/check_overhead.py).
+        if _on_host_without_autograd(x):
+            host = x.detach().numpy()
+            return adapter_for(host).is_all_finite(host)
+        return super().is_all_finite(x)
 
     def shares_memory(self, a, b):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.device == b.device

@@ -16,11 +16,10 @@ The paper, cited in short as "Arridge and Hauptmann (2019)" below: S. Arridge an
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import dataclasses
 import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from array_api_compat import device

@@ -560,3 +560,22 @@ def test_cupy_kernels_match_generic():
                 assert_close(kernel("perona_malik_step", xp)(u=image, dt=0.1, lam=0.2, diffusivity=diffusivity, bc=bc,
                                                                 ghost_gamma=ghost_gamma, ndim=2),
                              reference, dtype)
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_is_all_finite_answers_like_numpy(xp, dtype_name):
+    """Each adapter's finite check (one reduction) against NumPy's elementwise test: NaN, +inf and -inf
+    anywhere, and finite values whose sum overflows (the case the reduction alone would call non-finite)."""
+    from support import asarray
+
+    big = float(np.finfo(dtype_name).max) / 2
+    cases = {"finite": np.arange(12.0).reshape(3, 4), "overflowing sum": np.full((3, 4), big),
+             "one element": np.array([[2.0]])}
+    for where in [(0, 0), (2, 3)]:
+        for bad in [np.nan, np.inf, -np.inf]:
+            a = np.ones((3, 4))
+            a[where] = bad
+            cases[f"{bad} at {where}"] = a
+    for name, a in cases.items():
+        x = asarray(xp, a, dtype_name)
+        assert backends.adapter_for(x).is_all_finite(x) == bool(np.isfinite(a).all()), name
