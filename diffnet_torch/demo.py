@@ -101,8 +101,8 @@ def demo(out="diffnet-demo", size=256, noise=0.01, weights=None, seed=0, log=pri
     y = ssdops.add_noise(clean, noise, rng=seed) if noise else clean
     noise_std = noise * float(np.abs(clean).max())
 
-    weights = weights or SHIPPED_WEIGHTS
-    model = load_weights(weights)
+    label = "DiffNet (shipped weights)" if weights is None else f"DiffNet ({os.fspath(weights)})"
+    model = load_weights(weights or SHIPPED_WEIGHTS)
     with torch.no_grad():
         diffnet = model(torch.from_numpy(y.astype(np.float32))[None, None]).double().numpy()[0, 0]
     t_net = time.perf_counter()
@@ -112,7 +112,7 @@ def demo(out="diffnet-demo", size=256, noise=0.01, weights=None, seed=0, log=pri
     results = {
         "data (no inversion)": y,
         f"linearised Tikhonov (alpha={alpha:.1e}, discrepancy)": tik,
-        "DiffNet (shipped weights)": diffnet,
+        label: diffnet,
     }
     scores = {k: float(ssdops.psnr(v, x)) for k, v in results.items()}
     log(f"camera {size}x{size}, Perona-Malik forward model (4 steps, dt 0.1, lambda 0.2, Dirichlet), "

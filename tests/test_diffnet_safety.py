@@ -246,14 +246,18 @@ def _loaders():
 def test_corrupted_and_truncated_files_are_refused(tmp_path, load):
     path = _weights_file(tmp_path)
     data = path.read_bytes()
-    meta = weight_files.read(path)[1]
     header = 8 + int.from_bytes(data[:8], "little")
     import hashlib
+    import json
 
-    assert meta["sha256"] == hashlib.sha256(data[header:]).hexdigest()     # an independent hash of the payload
+    # An independent hash: the header as canonical JSON without its checksum, a zero byte, the payload.
+    fields = json.loads(data[8:header])
+    digest = fields["__metadata__"].pop("sha256_file")
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    assert digest == hashlib.sha256(canonical + b"\0" + data[header:]).hexdigest()
     zeroed = tmp_path / "zeroed.safetensors"
     zeroed.write_bytes(data[:header] + b"\0" * 512 + data[header + 512:])
-    with pytest.raises(weight_files.CorruptFileError, match="zeroed.safetensors: the tensor data does not match"):
+    with pytest.raises(weight_files.CorruptFileError, match="zeroed.safetensors: the file does not match"):
         load(zeroed)
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(data[:-100])
@@ -305,7 +309,7 @@ def test_corrupted_checkpoint_refuses_resume(tmp_path, capsys):
     capsys.readouterr()
     assert _exit_code(torch_main, ["train", "--out", str(out), "--resume", "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "checkpoint.safetensors: the tensor data does not match its SHA-256" in err[-1]
+    assert len(err) == 1 and "checkpoint.safetensors: the file does not match its SHA-256" in err[-1]
 
 
 # --------------------------------------------------------------------------------------------------
