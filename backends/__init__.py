@@ -938,7 +938,10 @@ def registered(library: str | None = None) -> dict[tuple[str, str], Callable[...
     Notes
     -----
     The keys are the pairs :math:`(\mathrm{operation}, \mathrm{library})` of :func:`register`; a backend is
-    loaded on demand, so without ``library`` only the backends used so far are listed.
+    loaded on demand, so without ``library`` only the backends used so far are listed. A NumPy kernel (also
+    run by PyTorch's CPU and dask's kernels) has the attribute ``native``: ``True`` when it runs the compiled
+    CPU kernels of ``backends/native/`` (built at install when a C++17 compiler was found; otherwise
+    ``ssdops.backends._native.REASON`` says why not), ``False`` when it runs its pure-NumPy code.
 
     References
     ----------

@@ -28,6 +28,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import ssdops
+from ssdops.diffnet import format as weight_files
 from ssdops.diffnet import loop
 from ssdops.diffnet.data import as_images
 
@@ -103,6 +104,7 @@ class JaxTrainer:
 
     def start(self, config, model_config, total_steps):
         model = build_model(model_config, key=jax.random.PRNGKey(config.seed))
+        self.checkpoint_path = os.path.join(os.fspath(config.out or ""), loop.CHECKPOINT_FILE)   # named by restore
         self.set_model(model)
         return count_parameters(model)
 
@@ -203,6 +205,7 @@ class JaxTrainer:
 
     def restore(self, tensors, metadata):
         """Parameters and Adam moments from checkpoint tensors; the step count from ``adam_steps``."""
+        weight_files.check_checkpoint_model(self.checkpoint_path, metadata, self.model.config)
         template = self.model
 
         def params(prefix=""):

@@ -55,14 +55,20 @@ def main(argv=None):
     if args.command == "figures":
         from .figures import run_figures
 
-        for path in run_figures(args.run, out=args.out, index=args.index, data_path=args.data_path):
-            print(path)
-        return 0
+        def figures():
+            for path in run_figures(args.run, out=args.out, index=args.index, data_path=args.data_path):
+                print(path)
+            return 0
+
+        return cli_common.run_command(parser, figures)
     if args.command == "demo":
         from .demo import demo
 
-        demo(out=args.out, size=args.size, noise=args.noise, weights=args.weights)
-        return 0
+        def run_demo():
+            demo(out=args.out, size=args.size, noise=args.noise, weights=args.weights)
+            return 0
+
+        return cli_common.run_command(parser, run_demo)
     return 1
 
 

@@ -131,6 +131,8 @@ def run_figures(run_dir, *, out=None, index=0, n_results=4, data_path=None):
     from .models import load_weights
 
     config = RunConfig.from_dict(runs.read_config(run_dir))
+    if out is None:
+        runs.check_run_files(run_dir)   # RUN/figures a link would write outside the run
     if data_path is not None:
         config = config.replace(data_path=data_path)
     config = config.replace(test_size=max(min(config.test_size, max(n_results, index + 1)), 1))

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 import ssdops
+from ssdops.diffnet import format as weight_files
 from ssdops.diffnet import loop
 from ssdops.diffnet.data import as_images
 
@@ -99,6 +100,7 @@ class TorchTrainer:
     # -- the model and one step -------------------------------------------------------------------
     def start(self, config, model_config, total_steps):
         torch.manual_seed(config.seed)
+        self.checkpoint_path = os.path.join(os.fspath(config.out or ""), loop.CHECKPOINT_FILE)   # named by restore
         self.model = build_model(model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.net = self.model
@@ -174,6 +176,7 @@ class TorchTrainer:
         return tensors, steps, _rng_state()
 
     def restore(self, tensors, metadata):
+        weight_files.check_checkpoint_model(self.checkpoint_path, metadata, self.model.config)
         own = self.model.state_dict()
         load_state_tensors(self.model, {k: v for k, v in tensors.items() if k in own})
         steps = json.loads(metadata["adam_steps"])
@@ -184,7 +187,11 @@ class TorchTrainer:
                     "exp_avg": torch.from_numpy(tensors[f"adam.exp_avg.{name}"]).to(self.device, p.dtype),
                     "exp_avg_sq": torch.from_numpy(tensors[f"adam.exp_avg_sq.{name}"]).to(self.device, p.dtype),
                 }
-        _set_rng_state(json.loads(metadata["rng"]))
+        try:
+            _set_rng_state(json.loads(metadata["rng"]))
+        except (KeyError, ValueError, RuntimeError) as err:    # base64 errors are ValueErrors
+            raise weight_files.CorruptFileError(f"{self.checkpoint_path}: not a PyTorch random state ({err!r:.120})"
+                                                ) from None
 
     # -- reporting and processes --------------------------------------------------------------------
     def describe(self):

@@ -122,8 +122,14 @@ def test_runs_utilities(tmp_path):
     assert list(rows[0]) == list(R.METRIC_COLUMNS) and len(rows) == 2
     R.write_summary(tmp_path, {"best_test_psnr": 30.0, "x": np.float32(1.5)})
     assert json.loads((tmp_path / "summary.json").read_text())["x"] == 1.5
+    from ssdops.diffnet.config import RunConfig
+
+    stored = RunConfig(epochs=3).to_dict()
+    R.write_config(tmp_path, stored)
+    assert R.read_config(tmp_path) == stored
     R.write_config(tmp_path, {"a": 1})
-    assert R.read_config(tmp_path) == {"a": 1}
+    with pytest.raises(R.RunDirectoryError, match="config.json: missing settings"):
+        R.read_config(tmp_path)
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
     es = R.EarlyStopping(1)
     es.update(1.0)

@@ -127,7 +127,9 @@ def test_the_checksum_covers_the_header(tmp_path, loader, edit):
         loader(forged)
 
 
-@pytest.mark.parametrize("metadata", [{"config": 5}, {"config": None}, [], "x", {"format": ["a"]}])
+@pytest.mark.filterwarnings("ignore::ssdops.diffnet.format.UnverifiedHeaderWarning")   # no checksum left
+@pytest.mark.parametrize("metadata", [{"config": 5}, {"config": None}, [], "x", {"format": ["a"]},
+                                      {"format": F.WEIGHTS_FORMAT}, {"format": F.WEIGHTS_FORMAT, "config": "{"}])
 def test_metadata_of_wrong_types_is_a_corrupt_file(tmp_path, loader, metadata):
     path = tmp_path / "w.safetensors"
     F.write(path, tensors_of(TINY), {"format": F.WEIGHTS_FORMAT, "config": json.dumps(TINY)})
@@ -158,9 +160,10 @@ def checkpoint(path, epoch=3):
     tensors = tensors_of(TINY)
     tensors.update({f"adam.{m}.{k}": v * 0.5 for k, v in tensors_of(TINY, 1).items() for m in ("exp_avg",)})
     tensors.update({f"adam.exp_avg_sq.{k}": v for k, v in tensors_of(TINY, 2).items()})
-    state = {"epoch": epoch, "step": 10 * epoch, "early": {}, "seconds": 1.5, "best_psnr": 20.0}
+    state = {"epoch": epoch, "step": 10 * epoch, "early": {"best": 0.5, "best_epoch": epoch, "bad_epochs": 0},
+             "seconds": 1.5, "best_psnr": 20.0}
     F.write_checkpoint(path, tensors, config=TINY, state=state, adam_steps={k: 30.0 for k in F.expected_shapes(TINY)},
-                       rng={"numpy": 1})
+                       rng={"torch": "AAAA", "cuda": ["AAAA"]})
 
 
 def test_a_checkpoint_reads_back(tmp_path):
@@ -238,3 +241,141 @@ def test_the_shipped_weights_are_verified_without_a_warning():
         warnings.simplefilter("error")
         config, tensors = F.read_weights(path)
     assert F.CHECKSUM_KEY in F.read(path)[1] and set(tensors) == set(F.expected_shapes(config))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("epoch", "true"), ("step", "-1"), ("seconds", "NaN"), ("best_psnr", '"20"'), ("early", "{}"),
+    ("early", '{"best": "x", "best_epoch": 3, "bad_epochs": 0}'),
+    ("early", '{"best": 0.5, "best_epoch": 3.5, "bad_epochs": 0}'),
+    ("adam_steps", '{"layers.0.dt": "30"}'), ("adam_steps", '{"layers.7.dt": 30}'), ("adam_steps", "[]"),
+    ("rng", '{"torch": 5}'), ("rng", '["a"]'),
+])
+def test_a_checkpoint_s_training_state_of_the_wrong_type_is_refused(tmp_path, key, value):
+    """Correctly rehashed (a forger can), so only the type checks stand between these values and the trainers'
+    ``restore`` (which would raise bare TypeError / KeyError or resume from nonsense)."""
+    path = tmp_path / "c.safetensors"
+    checkpoint(path)
+    header, payload = split(path.read_bytes())
+    header["__metadata__"][key] = value
+    forged = tmp_path / "forged.safetensors"
+    forged.write_bytes(rehash(header, payload))
+    with pytest.raises(F.CorruptFileError, match="forged.safetensors: the checkpoint's training state has values"):
+        F.read_checkpoint(forged)
+
+
+RUN = ["--task", "deconvolution", "--data", "disks", "--image-size", "12", "--train-size", "8", "--test-size", "4",
+       "--epochs", "2", "--stop-after", "1", "--batch-size", "4", "--layers", "1", "--model", "linear", "--threads",
+       "1", "--quiet"]
+
+
+def cli_mains():
+    from diffnet_torch.cli import main
+
+    found = [pytest.param(main, id="torch")]
+    try:
+        from diffnet_jax.cli import main as jax_main
+    except ImportError:
+        return found
+    return found + [pytest.param(jax_main, id="jax")]
+
+
+@pytest.mark.parametrize("main", cli_mains())
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, capsys, main):
+    """A self-consistent, correctly hashed checkpoint of a 2-layer network in a 1-layer run: it resumed (loading
+    the first layer only) before the checkpoint's config was compared with the run's model."""
+    out = tmp_path / "run"
+    assert main(["train", *RUN, "--out", str(out)]) == 0
+    path = out / "checkpoint.safetensors"
+    tensors, metadata, _ = F.read_checkpoint(path)
+    config = {**json.loads(metadata["config"]), "n_layers": 2}
+    for prefix in ("", "adam.exp_avg.", "adam.exp_avg_sq."):
+        for name in ("diagonals", "dt"):
+            tensors[f"{prefix}layers.1.{name}"] = tensors[f"{prefix}layers.0.{name}"]
+    steps = json.loads(metadata["adam_steps"])
+    steps.update({"layers.1.diagonals": steps["layers.0.diagonals"], "layers.1.dt": steps["layers.0.dt"]})
+    F.write(path, tensors, {**metadata, "config": json.dumps(config), "adam_steps": json.dumps(steps)})
+    F.read_checkpoint(path)     # the file itself is valid
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    # Found once the run's model is built (after the run directory's checks, which exit 2): exit 1.
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint.safetensors: the checkpoint is of the model" in err and "not of the run's model" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before    # nothing written
+
+
+@pytest.mark.parametrize("main", cli_mains())
+def test_a_run_with_an_old_format_checkpoint_resumes(tmp_path, main):
+    """Runs under way when the format changed (their checkpoints hash the payload only) resume, with the
+    warning; the checkpoint they write next is of the new format."""
+    out = tmp_path / "run"
+    assert main(["train", *RUN, "--out", str(out)]) == 0
+    path = out / "checkpoint.safetensors"
+    tensors, metadata, _ = F.read_checkpoint(path)
+    legacy(path, tensors, {k: v for k, v in metadata.items() if k != F.CHECKSUM_KEY})
+    with pytest.warns(F.UnverifiedHeaderWarning, match="checkpoint.safetensors: written before the checksum"):
+        assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert F.read_checkpoint(path)[2]["epoch"] == 2
+
+
+def test_a_forged_config_allocates_a_small_multiple_of_the_file(tmp_path):
+    """The issue's 1.6 KB file asking for [8192, 8192] diagonals (3.9 GB in PyTorch): peak traced memory of
+    reading it (NumPy's allocations are traced) stays a small multiple of the file's size."""
+    import tracemalloc
+
+    path = tmp_path / "forged.safetensors"
+    forged = {"model": "linear", "grid_shape": [8192, 8192], "n_layers": 1, "final_relu": False}
+    F.write(path, tensors_of(TINY), {"format": F.WEIGHTS_FORMAT, "config": json.dumps(forged)})
+    tracemalloc.start()
+    try:
+        with pytest.raises(F.CorruptFileError, match="forged.safetensors: the tensors are not those of the model"):
+            F.read_weights(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * path.stat().st_size < 1 << 20      # kilobytes, where the model would be gigabytes
+
+
+@pytest.mark.parametrize("key", ["epoch", "early", "adam_steps", "rng", "config", "format"])
+def test_a_checkpoint_without_a_metadata_entry_is_refused(tmp_path, key):
+    path = tmp_path / "c.safetensors"
+    checkpoint(path)
+    header, payload = split(path.read_bytes())
+    del header["__metadata__"][key]
+    forged = tmp_path / "forged.safetensors"
+    forged.write_bytes(rehash(header, payload))
+    with pytest.raises(F.CorruptFileError, match="forged.safetensors: "):
+        F.read_checkpoint(forged)
+
+
+@pytest.mark.parametrize("framework", [name for name, *_ in loaders()])
+def test_old_weights_load_with_a_warning_in_both_frameworks(tmp_path, framework):
+    load = next(entry for entry in loaders() if entry[0] == framework)[1]
+    tensors = tensors_of(TINY)
+    legacy(tmp_path / "w.safetensors", tensors, {"format": F.WEIGHTS_FORMAT, "config": json.dumps(TINY)})
+    with pytest.warns(F.UnverifiedHeaderWarning, match="w.safetensors: written before the checksum covered"):
+        model = load(tmp_path / "w.safetensors")
+    if framework == "torch":
+        from diffnet_torch.models import state_tensors as state_of
+    else:
+        from diffnet_jax import state_dict as state_of
+    state = state_of(model)
+    assert set(state) == set(tensors)
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(np.asarray(state[name]), value)
+
+
+def test_a_header_with_a_repeated_name_is_refused(tmp_path, loader):
+    """Which of two entries of one name counts would be up to the parser (the checksum's or safetensors')."""
+    path = tmp_path / "w.safetensors"
+    F.write(path, tensors_of(TINY), {"format": F.WEIGHTS_FORMAT, "config": json.dumps(TINY)})
+    header, payload = split(path.read_bytes())
+    raw = json.dumps(header).encode()
+    entry = json.dumps(header["layers.0.dt"]).encode()
+    raw = raw[:-1] + b', "layers.0.dt": ' + entry + b"}"
+    forged = tmp_path / "forged.safetensors"
+    forged.write_bytes(struct.pack("<Q", len(raw)) + raw + payload)
+    with pytest.raises(F.CorruptFileError, match="forged.safetensors: not a readable safetensors header .*repeated"):
+        loader(forged)

@@ -116,7 +116,7 @@ def train_command(parser, args, trainer_class, *, main=True, show=True):
         # on --resume the flags given complete the stored run's settings, not the defaults: `--resume --ndim 3`
         # names a 3-D run's own dimension and must not meet the default 2-D data set
         has_run = os.path.isfile(os.path.join(args.out, "config.json"))
-        stored = runs.read_config(args.out) if args.resume and has_run else {}
+        stored = runs.read_config(args.out, settings) if args.resume and has_run else {}
         config = RunConfig.from_dict({**stored, **settings, "out": args.out, "progress": not args.quiet})
         config = loop.prepare(config, trainer_class, resume=args.resume, overwrite=args.overwrite, given=given,
                               main=main)
@@ -135,10 +135,23 @@ def train_command(parser, args, trainer_class, *, main=True, show=True):
 def evaluate_command(parser, args, evaluate_run):
     """Print :func:`report_evaluation` of ``evaluate_run`` on the run of parsed ``args``; exit status 1 (one
     line) if a test image's output is not finite or the weights cannot be loaded. Returns 0 otherwise."""
+    return run_command(parser, lambda: _evaluate(parser, args, evaluate_run))
+
+
+def run_command(parser, command):
+    """``command()``, its errors one line naming the file: status 2 for a run directory that is not one
+    (:class:`~ssdops.diffnet.runs.RunDirectoryError`), 1 for weights, checkpoints or data that cannot be
+    used (:data:`RUN_ERRORS`, OSError)."""
     try:
-        values = np.asarray(evaluate_run(args.run, data_path=args.data_path, device=args.device))
+        return command()
+    except runs.RunDirectoryError as err:
+        return _fail(parser.prog, err, status=2)
     except RUN_ERRORS + (OSError,) as err:
         return _fail(parser.prog, err)
+
+
+def _evaluate(parser, args, evaluate_run):
+    values = np.asarray(evaluate_run(args.run, data_path=args.data_path, device=args.device))
     bad = int(np.isnan(values).sum())
     if bad:
         return _fail(parser.prog, f"{args.run}: {bad} of {values.size} test images give non-finite outputs "

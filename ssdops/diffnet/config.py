@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 
-__all__ = ["DATA_SETS", "DEFAULTS", "GRID_DIMENSIONS", "MODELS", "RUNTIME_KEYS", "TASKS", "RunConfig",
-           "check_input_shape", "model_config", "model_ndim"]
+__all__ = ["COMMAND_LINE_ONLY", "DATA_SETS", "DEFAULTS", "GRID_DIMENSIONS", "MODELS", "RUNTIME_KEYS", "TASKS",
+           "RunConfig", "available_cores", "check_input_shape", "model_config", "model_ndim"]
 
 from .data import DATA_NDIM, DEFAULT_SIZES, NATURAL_SOURCES, TASKS
 
@@ -24,7 +25,13 @@ GRID_DIMENSIONS = (2, 3)
 #: Models that exist in 2-D only.
 PLANAR_MODELS = ("unet",)
 #: Settings that may differ on ``--resume`` (how and where a run executes, not what it computes).
-RUNTIME_KEYS = ("time_budget", "out", "progress", "threads", "device", "devices")
+RUNTIME_KEYS = ("time_budget", "out", "progress", "threads", "device", "devices", "cache_dir")
+#: Settings that only the command line gives: ``config.json`` stores them as null, since a directory that
+#: a run directory names could lie outside it (nothing is ever written outside the run directory because of
+#: what a file in it says).
+COMMAND_LINE_ONLY = ("cache_dir",)
+#: Settings added after the first runs were stored, with the value that a ``config.json`` without them meant.
+ADDED_LATER = {"ndim": 2, "test_sources": []}
 #: Settings holding a tuple of names (a list in ``config.json``, several values after one flag).
 LIST_KEYS = ("exclude", "test_sources")
 #: Smallest image side: the 3x3 convolutions and the 5-point stencil need an interior.
@@ -154,6 +161,42 @@ class RunConfig:
                              f"{self.data} is {data_ndim}-D")
         if self.model in PLANAR_MODELS and self.ndim != 2:
             raise ValueError(f"model {self.model} is 2-D only: use diffnet or linear with ndim {self.ndim}")
+        if self.threads is not None and self.threads > available_cores():
+            raise ValueError(f"threads: {self.threads} is more than this machine's {available_cores()} cores")
+
+    @classmethod
+    def from_stored(cls, values, source):
+        """A config from the JSON of a run directory's ``config.json`` (``source``, named in errors), checked
+        as the command line checks its flags and more strictly: every stored setting present, each of its
+        declared type (no string for a number, no number for a flag), :data:`COMMAND_LINE_ONLY` settings
+        null. Raises ValueError naming ``source`` and the setting."""
+        if not isinstance(values, dict):
+            raise ValueError(f"{source}: not a JSON object of settings")
+        stored = [f for f in dataclasses.fields(cls) if f.name != "progress"]
+        values = {**ADDED_LATER, **values}
+        missing = sorted({f.name for f in stored} - set(values))
+        unknown = sorted(set(values) - {f.name for f in stored})
+        if missing or unknown:
+            raise ValueError(f"{source}: " + "; ".join(
+                part for part in (f"missing settings {missing}" if missing else "",
+                                  f"unknown settings {unknown}" if unknown else "") if part))
+        for f in stored:
+            value = values[f.name]
+            if value is None and "None" in str(f.type):
+                continue
+            kind = str(f.type).split(" | ")[0]
+            ok = {"int": type(value) is int, "float": type(value) in (int, float), "str": type(value) is str,
+                  "tuple": type(value) is list and all(type(v) is str for v in value)}[kind]
+            if not ok:
+                raise ValueError(f"{source}: {f.name} = {value!r:.80} is not of type {f.type}")
+        for name in COMMAND_LINE_ONLY:
+            if values[name] is not None:
+                raise ValueError(f"{source}: {name} = {values[name]!r:.80}: only the command line may name it "
+                                 f"(--{name.replace('_', '-')})")
+        try:
+            return cls.from_dict(values)
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
     @classmethod
     def from_dict(cls, values):
@@ -170,6 +213,8 @@ class RunConfig:
         for name in LIST_KEYS:
             values[name] = list(getattr(self, name))
         del values["progress"]
+        for name in COMMAND_LINE_ONLY:
+            values[name] = None
         return values
 
     def replace(self, **changes):
@@ -182,6 +227,14 @@ class RunConfig:
             raise ValueError(f"image shape {tuple(image_shape)} is not a grid of the run's ndim {self.ndim}")
         return model_config(self.model, layers=self.layers, depth=self.depth, width=self.width,
                             image_shape=image_shape)
+
+
+def available_cores():
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
 
 
 def model_config(model, *, layers, depth, width, image_shape):

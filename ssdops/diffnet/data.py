@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 
 import numpy as np
 
@@ -290,10 +291,10 @@ def make_task(task, images, *, noise=0.0, seed=0, cache_dir=None, pm_args=None):
     params = {"task": task, "noise": float(noise), "seed": int(seed), "pm_args": pm_args, "v": 1}
     cache = None
     if cache_dir is not None:
-        cache = os.path.join(os.fspath(cache_dir), f"{task}-{_hash(params, images)}.npz")
+        key = _hash(params, images)
+        cache = os.path.join(os.fspath(cache_dir), f"{task}-{key}.npz")
         if os.path.exists(cache):
-            with np.load(cache) as f:
-                return f["input"], f["target"]
+            return _read_cache(cache, key, (len(images), 1, *images.shape[1:]))
     x, y = _apply(task, images, pm_args)
     if task == "deconvolution":
         inp, tgt = y, x
@@ -307,8 +308,35 @@ def make_task(task, images, *, noise=0.0, seed=0, cache_dir=None, pm_args=None):
     tgt = np.ascontiguousarray(tgt[:, None], dtype=np.float32)
     if cache is not None:
         buf = io.BytesIO()
-        np.savez(buf, input=inp, target=tgt)
+        np.savez(buf, input=inp, target=tgt, sha256=np.asarray(_content_hash(key, inp, tgt)))
         atomic_write_bytes(cache, buf.getvalue())
+    return inp, tgt
+
+
+def _content_hash(key, inp, tgt):
+    return hashlib.sha256(key.encode() + inp.tobytes() + tgt.tobytes()).hexdigest()
+
+
+def _read_cache(path, key, shape):
+    """The ``(input, target)`` pair cached at ``path`` under ``key``, checked before use: exactly the arrays
+    :func:`make_task` writes, float32 of ``shape``, with the SHA-256 of the key and their bytes. A cache
+    file is input like any other: :class:`~ssdops.diffnet.format.CorruptFileError` (a ValueError) naming it
+    otherwise (delete it to regenerate)."""
+    from .format import CorruptFileError   # here: format imports config, which imports this module
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if sorted(f.files) != ["input", "sha256", "target"]:
+                raise ValueError(f"holds {sorted(f.files)}")
+            for name in ("input", "target"):
+                if f[name].dtype != np.float32 or f[name].shape != shape:
+                    raise ValueError(f"{name} is {f[name].dtype} {f[name].shape}, not float32 {shape}")
+            inp, tgt, digest = f["input"], f["target"], str(f["sha256"])
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise CorruptFileError(f"{path}: not a cache file of this data ({err}); delete it to regenerate") from None
+    if digest != _content_hash(key, inp, tgt):
+        raise CorruptFileError(f"{path}: the cached data does not match its SHA-256 (corrupted or edited); "
+                               "delete it to regenerate")
     return inp, tgt
 
 

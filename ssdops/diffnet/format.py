@@ -31,7 +31,9 @@ Files are untrusted input. The header is checked before any tensor is read (ever
 offsets inside the payload and of its shape's size; metadata strings), and a model's ``config`` before any
 model is built: its settings typed and in range, and the tensors the config implies (names and shapes,
 :func:`expected_shapes`) exactly the file's. So a model is only ever built when its parameters are the
-file's own tensors, and loading allocates a small multiple of the file's size.
+file's own tensors, and loading allocates a small multiple of the file's size. A checkpoint's training state,
+Adam step counts and RNG state are checked to be of the types written, and on resume its config to be the run's
+model (:func:`check_checkpoint_model`).
 """
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ __all__ = [
     "CorruptFileError",
     "NonFiniteWeightsError",
     "UnverifiedHeaderWarning",
+    "check_checkpoint_model",
     "expected_shapes",
     "read",
     "read_checkpoint",
@@ -90,6 +93,18 @@ class UnverifiedHeaderWarning(UserWarning):
     another tool): its tensor names, dtypes, shapes and metadata are taken as they are."""
 
 
+def _unique_keys(pairs):
+    """A JSON object's dict, a ValueError if a key repeats (which entry counts would be up to the parser: the
+    checksum's or safetensors')."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen, repeated = set(), set()
+        for key, _ in pairs:
+            (repeated if key in seen else seen).add(key)
+        raise ValueError(f"repeated keys {sorted(repeated)[:3]}")
+    return result
+
+
 def _split(path, data):
     """``(header, payload)`` of safetensors bytes ``data``: the header's JSON, checked to be the documented
     structure (a :class:`CorruptFileError` naming ``path`` otherwise), and the bytes after it."""
@@ -99,7 +114,7 @@ def _split(path, data):
     if 8 + header_length > len(data):
         raise CorruptFileError(f"{path}: header of {header_length} bytes past the end of the file (truncated?)")
     try:
-        header = json.loads(data[8 : 8 + header_length])
+        header = json.loads(data[8 : 8 + header_length], object_pairs_hook=_unique_keys)
     except ValueError as err:   # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise CorruptFileError(f"{path}: not a readable safetensors header ({err})") from None
     payload = data[8 + header_length:]
@@ -187,6 +202,10 @@ def read(path, *, allow_nonfinite=False, require_checksum=False):
         tensors = load(data)
     except (SafetensorError, ValueError) as err:
         raise CorruptFileError(f"{path}: not a readable safetensors file ({err})") from None
+    # What was checked and hashed is what safetensors read.
+    if {k: (v.dtype, v.shape) for k, v in tensors.items()} != {
+            k: (np.dtype(np.float32), tuple(e["shape"])) for k, e in header.items() if k != "__metadata__"}:
+        raise CorruptFileError(f"{path}: safetensors read other tensors than the header describes")
     if not allow_nonfinite:
         bad = sorted(k for k, v in tensors.items()
                      if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all())
@@ -261,7 +280,7 @@ def expected_shapes(config):
         chans = [1] + [config["width"]] * (config["depth"] - 1) + [2 * ndim + 1]
         for k in range(config["n_layers"]):
             shapes[f"layers.{k}.dt"] = ()
-            for j, (cin, cout) in enumerate(zip(chans, chans[1:])):
+            for j, (cin, cout) in enumerate(zip(chans, chans[1:], strict=False)):
                 shapes[f"layers.{k}.estimator.convs.{j}.weight"] = (cout, cin, *kernel)
                 shapes[f"layers.{k}.estimator.convs.{j}.bias"] = (cout,)
     elif kind == "linear":
@@ -353,7 +372,9 @@ def write_checkpoint(path, tensors, *, config, state, adam_steps, rng):
 
 def read_checkpoint(path):
     """``(tensors, metadata, state)`` of a checkpoint (checksum required, finite tensors required);
-    ``state`` holds the :data:`STATE_KEYS` decoded."""
+    ``state`` holds the :data:`STATE_KEYS` decoded. The tensors are checked against the checkpoint's config, the
+    training state, Adam step counts and RNG state against the types :func:`write_checkpoint` stores; that the
+    config is the resumed model's is :func:`check_checkpoint_model`."""
     tensors, metadata = read(path, require_checksum=True)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise CorruptFileError(f"{path}: not a DiffNet checkpoint (format {metadata.get('format')!r})")
@@ -363,9 +384,57 @@ def read_checkpoint(path):
         adam_steps, rng = json.loads(metadata["adam_steps"]), json.loads(metadata["rng"])
     except (KeyError, ValueError) as err:
         raise CorruptFileError(f"{path}: the checkpoint's metadata is incomplete or unreadable ({err!r})") from None
-    counts = (state["epoch"], state["step"])
-    if (not all(type(n) is int and n >= 0 for n in counts) or not isinstance(state["seconds"], (int, float))
-            or not isinstance(adam_steps, dict) or not isinstance(rng, dict)
-            or not all(isinstance(v, (int, float)) and v >= 0 for v in adam_steps.values())):
-        raise CorruptFileError(f"{path}: the checkpoint's training state has values of the wrong type")
+    problem = _state_problem(state, adam_steps, rng, tensors)
+    if problem:
+        raise CorruptFileError(f"{path}: the checkpoint's training state has values of the wrong type ({problem})")
     return tensors, metadata, state
+
+
+def check_checkpoint_model(path: str | os.PathLike, metadata: dict, model_config: dict) -> None:
+    """:class:`CorruptFileError` naming checkpoint ``path`` unless its ``metadata``'s model config is
+    ``model_config`` (the model being resumed: the checkpoint's tensors are checked against its own config by
+    :func:`read_checkpoint`, and would otherwise be loaded in part, or with another model's Adam state)."""
+    try:
+        stored = json.loads(metadata["config"])
+    except (KeyError, ValueError) as err:
+        raise CorruptFileError(f"{path}: no readable model config in the metadata ({err!r})") from None
+    stored = _check_config(path, stored, 1 << 62)[0]
+    # As stored: through JSON (a grid shape tuple in memory is a list in the file).
+    if stored != _check_config("the run's model config", json.loads(json.dumps(model_config)), 1 << 62)[0]:
+        raise CorruptFileError(f"{path}: the checkpoint is of the model {stored!r:.160}, not of the run's model "
+                               f"{model_config!r:.160}")
+
+
+def _is_count(value):
+    return type(value) is int and value >= 0
+
+
+def _is_number(value):
+    # bool is an int in Python, and NaN compares false: neither is a count, a time or a PSNR.
+    return type(value) in (int, float) and value == value
+
+
+def _state_problem(state, adam_steps, rng, tensors):
+    """What is wrong with a checkpoint's decoded training state, Adam step counts and RNG state (the types
+    :func:`write_checkpoint` stores, which the trainers' ``restore`` use without checking), or ``""``."""
+    early = state["early"]
+    if not (_is_count(state["epoch"]) and _is_count(state["step"])):
+        return f"epoch {state['epoch']!r:.40} and step {state['step']!r:.40} are not counts"
+    if not (_is_number(state["seconds"]) and state["seconds"] >= 0 and _is_number(state["best_psnr"])):
+        return f"seconds {state['seconds']!r:.40} / best_psnr {state['best_psnr']!r:.40} are not numbers"
+    if (not isinstance(early, dict) or set(early) != {"best", "best_epoch", "bad_epochs"}
+            or not _is_number(early["best"]) or not _is_count(early["bad_epochs"])
+            or not (early["best_epoch"] is None or _is_count(early["best_epoch"]))):
+        return f"early stopping state {early!r:.80}"
+    if not isinstance(adam_steps, dict) or not all(_is_number(v) and v >= 0 for v in adam_steps.values()):
+        return f"adam_steps {adam_steps!r:.80}"
+    moments = [name for name in adam_steps
+               if name.startswith(ADAM_PREFIX) or not all(f"{ADAM_PREFIX}{m}.{name}" in tensors
+                                                             for m in ("exp_avg", "exp_avg_sq"))]
+    if moments:
+        return f"adam_steps names {moments[:3]} without both Adam moments in the file"
+    if not isinstance(rng, dict) or not all(isinstance(v, str) or (isinstance(v, list)
+                                                                  and all(isinstance(x, str) for x in v))
+                                            for v in rng.values()):
+        return f"rng {rng!r:.80}"
+    return ""

@@ -27,7 +27,7 @@ import tempfile
 
 import numpy as np
 
-from .config import RUNTIME_KEYS, RunConfig
+from .config import COMMAND_LINE_ONLY, RUNTIME_KEYS, RunConfig
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -41,6 +41,8 @@ __all__ = [
     "lr_at",
     "mean_std_psnr",
     "open_run",
+    "RunDirectoryError",
+    "check_run_files",
     "read_config",
     "read_summary",
     "write_config",
@@ -110,13 +112,52 @@ def write_config(run_dir, config: dict) -> None:
     atomic_write_text(os.path.join(run_dir, "config.json"), _dump(config))
 
 
-def read_config(run_dir) -> dict:
-    """Read ``config.json``; FileNotFoundError naming the directory if there is none."""
+class RunDirectoryError(ValueError):
+    """A run directory that is not what a run writes: a ``config.json`` that is unreadable, incomplete, of
+    the wrong types or out of range; run files that are links or of the wrong kind."""
+
+
+def read_config(run_dir, runtime=None) -> dict:
+    """The settings of ``config.json``, checked as the command line checks its flags
+    (:meth:`~ssdops.diffnet.config.RunConfig.from_stored`): :class:`RunDirectoryError` naming the file
+    otherwise; FileNotFoundError naming the directory if there is none. ``runtime`` (settings of
+    :data:`~ssdops.diffnet.config.RUNTIME_KEYS` given on a command line) replaces the stored ones first, so
+    that ``--threads 2`` resumes a run stored with more threads than this machine has."""
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{run_dir}: not a run directory (no config.json)")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+        if isinstance(values, dict):
+            values.update({k: v for k, v in (runtime or {}).items()
+                           if k in RUNTIME_KEYS and k in values and k not in COMMAND_LINE_ONLY})
+        return RunConfig.from_stored(values, path).to_dict()
+    except ValueError as err:   # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        message = str(err) if str(err).startswith(path) else f"{path}: {err}"
+        raise RunDirectoryError(message) from None
+
+
+def check_run_files(out) -> None:
+    """:class:`RunDirectoryError` unless each of :data:`RUN_FILES` in ``out`` is what a run writes there: a
+    regular file (``figures`` a directory), not a link. Checked before ``--overwrite`` deletes anything."""
+    for name in RUN_FILES:
+        target = os.path.join(out, name)
+        if not os.path.lexists(target):
+            continue
+        if os.path.islink(target):
+            raise RunDirectoryError(f"{target} is a link: a run writes none; remove it by hand (nothing was "
+                                    "deleted)")
+        kind_ok = os.path.isdir(target) if name == "figures" else os.path.isfile(target)
+        if not kind_ok:
+            raise RunDirectoryError(f"{target} is not a {'directory' if name == 'figures' else 'regular file'} "
+                                    "as a run writes it; remove it by hand (nothing was deleted)")
+        if name == "figures":
+            for root, dirs, found in os.walk(target):
+                for entry in dirs + found:
+                    if os.path.islink(os.path.join(root, entry)):
+                        raise RunDirectoryError(f"{os.path.join(root, entry)} is a link: a run writes none; "
+                                                "remove it by hand (nothing was deleted)")
 
 
 def write_summary(run_dir, summary: dict) -> None:
@@ -145,7 +186,9 @@ def open_run(config, *, resume=False, overwrite=False, given=(), main=True):
         ckpt_path = os.path.join(out, CHECKPOINT_FILE)
         if not os.path.isfile(ckpt_path):
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
-        stored = RunConfig.from_dict(read_config(out))
+        stored = RunConfig.from_dict(read_config(out, {k: getattr(config, k) for k in RUNTIME_KEYS}))
+        check_run_files(out)
+        MetricsLog(out)    # read back and extended by the resumed run: checked before anything is written
         kept = set(RUNTIME_KEYS) | {"epochs"}
         differing = [k for k in given if k not in kept and getattr(config, k) != getattr(stored, k)]
         if differing:
@@ -155,10 +198,12 @@ def open_run(config, *, resume=False, overwrite=False, given=(), main=True):
         runtime = {k: getattr(config, k) for k in kept if k in given or k in RUNTIME_KEYS}
         return stored.replace(**runtime)
     if main:
-        present = [name for name in RUN_FILES if os.path.exists(os.path.join(out, name))]
+        present = [name for name in RUN_FILES if os.path.lexists(os.path.join(out, name))]
         if present and not overwrite:
             raise FileExistsError(f"{out} holds a run ({', '.join(present)}): use --resume to continue it, "
                                   "--overwrite to replace it, or another --out")
+        if present:
+            check_run_files(out)
         for name in present:
             target = os.path.join(out, name)
             shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
@@ -185,9 +230,12 @@ class MetricsLog:
         self.path = os.path.join(run_dir, filename)
         self.rows: list[dict] = []
         if os.path.exists(self.path):
-            with open(self.path, newline="", encoding="utf-8") as f:
-                for row in csv.DictReader(f):
-                    self.rows.append({k: _parse(row.get(k, "")) for k in METRIC_COLUMNS})
+            try:
+                with open(self.path, newline="", encoding="utf-8") as f:
+                    for row in csv.DictReader(f):
+                        self.rows.append(_check_row({k: _parse(row.get(k, "")) for k in METRIC_COLUMNS}))
+            except (ValueError, csv.Error) as err:    # UnicodeDecodeError is a ValueError
+                raise RunDirectoryError(f"{self.path}: not a metrics log that a run writes ({err})") from None
 
     def truncate(self, last_epoch: int) -> None:
         """Keep only the rows with ``epoch <= last_epoch`` (and rewrite the file)."""
@@ -208,6 +256,18 @@ class MetricsLog:
         for row in self.rows:
             writer.writerow({k: "" if v is None else v for k, v in row.items()})
         atomic_write_text(self.path, buf.getvalue())
+
+
+def _check_row(row):
+    """``row`` of ``metrics.csv`` if an epoch (a positive integer) and numbers or blanks: ValueError otherwise
+    (what :meth:`MetricsLog.truncate` compares and a resumed run extends)."""
+    epoch = row["epoch"]
+    if type(epoch) is not int or epoch < 1:
+        raise ValueError(f"epoch {epoch!r:.40} is not a positive integer")
+    for name, value in row.items():
+        if value is not None and type(value) not in (int, float):
+            raise ValueError(f"{name} {value!r:.40} is not a number")
+    return row
 
 
 def _parse(s):

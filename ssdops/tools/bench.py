@@ -36,7 +36,8 @@ import numpy as np
 
 from .. import backends as registry
 
-__all__ = ["OPS", "OPS_3D", "BACKENDS", "run", "format_table", "machine_info", "write_json", "main", "targets"]
+__all__ = ["OPS", "OPS_3D", "BACKENDS", "run", "format_table", "machine_info", "kernels_in_use", "write_json", "main",
+           "targets"]
 
 OPS = ("ssd_apply", "filter_step", "perona_malik_step", "implicit_step", "ssd_apply_3d", "perona_malik_step_3d")
 #: Operations on volumes ``n^3`` (SEVEN_POINT); the others act on images ``n^2``.
@@ -273,7 +274,16 @@ def machine_info(found=None):
         pass
     if found is not None:
         info["devices"] = [{"backend": t.backend, "device": t.device, "name": t.device_name} for t in found]
+    info["kernels"] = kernels_in_use()
     return info
+
+
+def kernels_in_use():
+    """``{"operation[library]": what runs it}`` for every kernel loaded so far: ``"compiled C++"`` where a
+    kernel runs the native CPU library (its ``native`` attribute, :func:`ssdops.backends.registered`), else
+    ``"array library"`` (the library's own calls, or NumPy's blocked pure-Python kernels)."""
+    return {f"{name}[{library}]": "compiled C++" if getattr(kernel, "native", False) else "array library"
+            for (name, library), kernel in sorted(registry.registered().items())}
 
 
 # --- timing ----------------------------------------------------------------------------------------
@@ -691,6 +701,9 @@ def run_from_args(args):
     records = run(progress=report if args.verbose else None, **config)
     table_out = sys.stderr if args.json == "-" else sys.stdout
     print(format_table(records), file=table_out)
+    native = [k for k, v in kernels_in_use().items() if v == "compiled C++"]
+    print(f"kernels in compiled C++: {', '.join(native) if native else 'none (the native library is not built)'}",
+          file=table_out)
     if args.json:
         found = targets(args.backends, jax_x64=args.dtype == "float64")
         if args.quick:
