@@ -7,7 +7,8 @@ import pytest
 
 import ssdops
 
-odl = pytest.importorskip("odl")
+with np.printoptions():   # ODL's import sets NumPy's legacy print mode globally (the doctests' output)
+    odl = pytest.importorskip("odl")
 
 GRID = (8, 9)
 IMPLS = ["numpy", "pytorch"]
@@ -114,3 +115,14 @@ def test_clear_errors():
         ssdops.as_odl(np.eye(3), space)
     with pytest.raises(TypeError, match="ODL linear space"):
         ssdops.as_odl(ssdops.laplacian(GRID), np.zeros(GRID))
+
+
+def test_importing_through_ssdops_keeps_numpy_print_options():
+    """ODL sets ``legacy="1.13"`` at import; ssdops' import of it (``as_odl``) leaves the caller's options."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, ssdops; from ssdops.interop._odl import import_odl; import_odl(); "
+            "print(np.get_printoptions()['legacy'], repr(np.array([1.0, 1.0])))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False array([1., 1.])"

@@ -22,8 +22,9 @@ import numpy as np
 import ssdops
 from diffnet_torch.demo import camera
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")                   # ODL's import-time deprecation notices
+# ODL's import prints deprecation notices and sets NumPy's legacy print mode globally: both undone here.
+with warnings.catch_warnings(), np.printoptions():
+    warnings.simplefilter("ignore")
     import odl
 
 n, dt, steps, noise = 64, 0.2, 4, 0.01

@@ -322,7 +322,7 @@ def _read_cache(path, key, shape):
     :func:`make_task` writes, float32 of ``shape``, with the SHA-256 of the key and their bytes. A cache
     file is input like any other: :class:`~ssdops.diffnet.format.CorruptFileError` (a ValueError) naming it
     otherwise (delete it to regenerate)."""
-    from .format import CorruptFileError   # here: format imports config, which imports this module
+    from .format import CorruptFileError  # here: format imports config, which imports this module
 
     try:
         with np.load(path, allow_pickle=False) as f:

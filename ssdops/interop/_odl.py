@@ -17,11 +17,19 @@ _SCALES = (None, "cell")
 _CLASS = None
 
 
+def import_odl():
+    """``odl``, imported with NumPy's print options kept: ODL's import sets ``legacy="1.13"`` globally, which
+    would change how every array prints afterwards in the caller's process."""
+    with np.printoptions():
+        import odl
+    return odl
+
+
 def _operator_class():
     """The ``odl.Operator`` subclass, built once on first use (ODL loads only then)."""
     global _CLASS
     if _CLASS is None:
-        import odl
+        odl = import_odl()
 
         class SSDOperator(odl.Operator):
             """``x -> factor * (op @ x)`` on one ODL space; its adjoint applies ``op.T``."""
@@ -116,7 +124,7 @@ def as_odl(op, space, *, scale=None):
         raise TypeError(f"as_odl takes an ssdops.SSD, got {type(op).__name__}")
     if scale not in _SCALES:
         raise ValueError(f"scale must be one of {_SCALES}, got {scale!r}")
-    import odl
+    odl = import_odl()
 
     if not isinstance(space, odl.LinearSpace):
         raise TypeError(f"space must be an ODL linear space (odl.uniform_discr, odl.rn), got {type(space).__name__}")
