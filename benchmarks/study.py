@@ -131,7 +131,11 @@ def command(run, run_dir, *, seconds_left, resume, python=sys.executable):
     budget = _last_seconds(run_dir) + seconds_left if resume else seconds_left
     cmd = [python, "-m", "diffnet_torch.cli", "train", *run.settings(), "--threads", "1", "--quiet",
            "--time-budget", f"{max(budget, 1.0):.0f}", "--out", run_dir]
-    return cmd + (["--resume"] if resume else [])
+    if resume:
+        return cmd + ["--resume"]
+    # A run directory without a checkpoint (the U-Net runs' weight files are not committed: hundreds of MB)
+    # starts again: --overwrite removes its config and metrics first.
+    return cmd + (["--overwrite"] if os.path.isfile(os.path.join(run_dir, "config.json")) else [])
 
 
 def main(argv=None):
