@@ -13,7 +13,6 @@ import numbers
 import numpy as np
 from array_api_compat import array_namespace
 
-from . import backends
 from ._array import is_traced, namespace, to_numpy
 from .stencils import GRID_LETTERS
 
@@ -26,19 +25,12 @@ __all__ = [
     "check_ndim",
     "check_time",
     "half_precision",
-    "is_all_finite",
     "is_concrete",
     "plain_scalar",
     "read_scalars",
 ]
 
 BOUNDARY_CONDITIONS = ("neumann", "dirichlet")
-
-
-def is_all_finite(xp, x):
-    """Whether every element of ``x`` is finite, by its library's adapter
-    (:meth:`ssdops.backends.Adapter.is_all_finite`: one reduction, read on the host once)."""
-    return backends.adapter_for(x).is_all_finite(x)
 
 
 def check_bc(bc, ghost_gamma=None):

@@ -16,7 +16,6 @@ from ._validate import (
     check_bc,
     check_image,
     check_time,
-    is_all_finite,
     is_concrete,
     plain_scalar,
     read_scalars,
@@ -282,7 +281,7 @@ def perona_malik(
     dt = plain_scalar(dt)
     if is_concrete(dt):
         check_time(dt, "dt", reading=read_scalars(xp, dt)[0])
-    if check_finite and not is_traced(u0) and not is_all_finite(xp, u0):
+    if check_finite and not is_traced(u0) and not backends.adapter_for(u0).is_all_finite(u0):
         raise ValueError("u0 contains NaN or inf (pass check_finite=False to skip this check)")
     # Checked once above: every step runs unchecked, the diffusivity resolved once.
     name = name_of(g)

@@ -328,10 +328,11 @@ def _read_cache(path, key, shape):
         with np.load(path, allow_pickle=False) as f:
             if sorted(f.files) != ["input", "sha256", "target"]:
                 raise ValueError(f"holds {sorted(f.files)}")
-            for name in ("input", "target"):
-                if f[name].dtype != np.float32 or f[name].shape != shape:
-                    raise ValueError(f"{name} is {f[name].dtype} {f[name].shape}, not float32 {shape}")
+            # Each access of an npz member reads it from the archive again: read each once.
             inp, tgt, digest = f["input"], f["target"], str(f["sha256"])
+            for name, value in (("input", inp), ("target", tgt)):
+                if value.dtype != np.float32 or value.shape != shape:
+                    raise ValueError(f"{name} is {value.dtype} {value.shape}, not float32 {shape}")
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise CorruptFileError(f"{path}: not a cache file of this data ({err}); delete it to regenerate") from None
     if digest != _content_hash(key, inp, tgt):
