@@ -76,7 +76,7 @@ def _load() -> tuple[Any, pathlib.Path | None, str | None]:
         f.restype = None
         f = getattr(lib, f"ssdops_native_perona_malik_step_{suffix}")
         f.argtypes = [p, real, real, real, i32, i32, i32, i32, i64, i32, i32, p, i32]
-        f.restype = ctypes.c_int  # 1: its gamma buffer (one image batch) could not be allocated
+        f.restype = ctypes.c_int  # 1: a gamma buffer could not be allocated
     return lib, path, None
 
 
@@ -223,5 +223,5 @@ def perona_malik_step(u: Any, dt: Any, lam: Any, diffusivity: Any, bc: str, ghos
     if out.size and getattr(_LIB, f"ssdops_native_perona_malik_step_{suffix}")(
             _ptr(v), *numbers, ndim, *grid, math.prod(u.shape[: u.ndim - ndim]), DIFFUSIVITY_CODES[diffusivity],
             mode, _ptr(out), _threads(out.size)):
-        raise MemoryError(f"ssdops' native Perona-Malik step could not allocate its gamma buffer ({u.nbytes} bytes)")
+        raise MemoryError("ssdops' native Perona-Malik step could not allocate its gamma buffers")
     return out

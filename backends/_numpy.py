@@ -253,12 +253,8 @@ def _apply2(columns, offsets, u, transpose, out=None, accumulate=False):
 
 
 #: The operations whose NumPy kernel first tries the native CPU kernel (``_native.py``: the compiled
-#: ``native/cpu.cpp``, when it was built), then runs the blocked code above for the cases it declines. The
-#: native Perona-Malik step runs on the grid dimensions of ``NATIVE_PERONA_MALIK_NDIMS`` only: on the
-#: development machine (loaded, ratios from one run) it took 0.6-0.7x the time of the slab-wise code on
-#: volumes, but about 3x the time of the blocked flux-form code on 2-D images and up to 3.5x on signals.
+#: ``native/cpu.cpp``, when it was built), then runs the blocked code above for the cases it declines.
 NATIVE_OPERATIONS = ("ssd_apply", "ssd_apply_transpose", "filter_step", "perona_malik_step")
-NATIVE_PERONA_MALIK_NDIMS = (3,)
 
 
 def _native_apply(diagonals, offsets, u, transpose, out):
@@ -335,7 +331,7 @@ def _boundary_face(edge, bc, ghost_gamma, out):
 def perona_malik_step(*, u, dt, lam, diffusivity, bc, ghost_gamma, ndim):
     """One explicit Perona-Malik step: on images the blocked flux-form kernel below; on signals and volumes
     the step's diagonals (the generic code) and the blocked apply, updated in place."""
-    if ndim in NATIVE_PERONA_MALIK_NDIMS and "perona_malik_step" in NATIVE_OPERATIONS:
+    if "perona_malik_step" in NATIVE_OPERATIONS:
         result = _native.perona_malik_step(u, dt, lam, diffusivity, bc, ghost_gamma, ndim)
         if result is not NotImplemented:
             return result
@@ -463,7 +459,7 @@ ADAPTER = NumpyAdapter("numpy")
 
 for _name, _kernel in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
                       ("filter_step", filter_step), ("perona_malik_step", perona_malik_step)):
-    # ``kernel.native``: whether the kernel runs the compiled CPU kernels (perona_malik_step: on the grid
-    # dimensions of NATIVE_PERONA_MALIK_NDIMS); ``_native.REASON`` says why not when the library is absent.
+    # ``kernel.native``: whether the kernel runs the compiled CPU kernels; ``_native.REASON`` says why not
+    # when the library is absent.
     setattr(_kernel, "native", _native.AVAILABLE and _name in NATIVE_OPERATIONS)  # noqa: B010 - mypy: a function
     register(_name, "numpy", _kernel)

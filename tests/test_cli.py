@@ -125,6 +125,49 @@ def test_bench_times_the_generic_path_where_a_fast_path_exists(monkeypatch):
     assert backends.lookup("ssd_apply", xp) is slow  # the switch is restored after the run
 
 
+def test_bench_times_the_peers_of_the_perona_malik_steps(monkeypatch):
+    """OpenCV next to the 2-D step (on the image as 8-bit, 3 channels: all it takes), medpy and SimpleITK
+    next to the 3-D one; ``speedup_peers`` is the fastest peer's time over ours. Stand-in modules record the
+    calls, so the wiring is tested where the peers are not installed (they are an extra, ``ssdops[peers]``)."""
+    import time
+    import types
+
+    calls = []
+
+    def peer(name, seconds):
+        def call(image, *args, **kwargs):
+            calls.append((name, image.dtype, image.shape, args, kwargs))
+            time.sleep(seconds)
+        return call
+
+    cv2 = types.ModuleType("cv2")
+    cv2.ximgproc = types.SimpleNamespace(anisotropicDiffusion=peer("opencv", 0.02))
+    medpy = types.ModuleType("medpy")
+    medpy_filter = types.ModuleType("medpy.filter")
+    smoothing = types.ModuleType("medpy.filter.smoothing")
+    smoothing.anisotropic_diffusion = peer("medpy", 0.03)
+    sitk = types.ModuleType("SimpleITK")
+    sitk.GetImageFromArray = np.asarray
+    sitk.GradientAnisotropicDiffusion = peer("simpleitk", 0.02)
+    for name, module in (("cv2", cv2), ("medpy", medpy), ("medpy.filter", medpy_filter),
+                         ("medpy.filter.smoothing", smoothing), ("SimpleITK", sitk)):
+        monkeypatch.setitem(sys.modules, name, module)
+    records = benchmark.run(ops=("perona_malik_step", "perona_malik_step_3d"), backends=("numpy",), sizes=(16,),
+                            sizes_3d=(6,), batch=(1,), repeats=2, scipy_baseline=False, generic_baseline=False)
+    image, volume = records
+    assert image["opencv_ms"] >= 20 and "medpy_ms" not in image
+    assert image["speedup_peers"] == pytest.approx(image["opencv_ms"] / image["ms"])
+    assert volume["medpy_ms"] >= 30 and 20 <= volume["simpleitk_ms"] < volume["medpy_ms"]
+    assert volume["speedup_peers"] == pytest.approx(volume["simpleitk_ms"] / volume["ms"])
+    opencv = [c for c in calls if c[0] == "opencv"]
+    assert opencv and all(c[1] == np.uint8 and c[2] == (16, 16, 3) and c[3] == (0.1, 0.2 * 255, 1) for c in opencv)
+    assert {c[2] for c in calls if c[0] != "opencv"} == {(6, 6, 6)}
+    assert "vs peers" in benchmark.format_table(records)
+    without = benchmark.run(ops=("perona_malik_step",), backends=("numpy",), sizes=(16,), batch=(1,), repeats=1,
+                            scipy_baseline=False, generic_baseline=False, peer_baseline=False)
+    assert without[0]["speedup_peers"] is None and without[0]["opencv_ms"] is None
+
+
 def test_bench_skips_configurations_above_max_bytes():
     # The default limit skips 4096^2 x 16 float32 (7 arrays of 1 GiB) without allocating anything.
     (big,) = benchmark.run(ops=("ssd_apply",), backends=("numpy",), sizes=(4096,), batch=(16,))

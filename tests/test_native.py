@@ -38,6 +38,9 @@ OFFSETS = {"three": star(1), "wide_1d": WIDE_1D, "five": FIVE_POINT, "nine": NIN
            "seven": SEVEN_POINT, "twenty_seven": TWENTY_SEVEN_POINT, "wide_3d": WIDE_3D}
 GRIDS = {1: [(1,), (2,), (9,)], 2: [(1, 1), (1, 9), (9, 1), (7, 5)],
          3: [(1, 1, 1), (1, 3, 4), (3, 1, 5), (4, 5, 1), (4, 5, 6)]}
+# Grids over several of the native Perona-Malik step's bands of 16 rows (the last one partial), with more
+# planes than its ring of three.
+PM_GRIDS = [(37, 3), (40, 1), (5, 35, 6), (7, 17, 1)]
 APPLY_CASES = [(name, grid) for name, offsets in OFFSETS.items() for grid in GRIDS[len(offsets[0])]]
 DTYPES = ["float32", "float64"]
 # (operator batch, image batch): none, shared image, shared operator, both, broadcast next to real, size-1.
@@ -210,14 +213,19 @@ def test_filter_step_through_ssdops_matches_use_generic():
 @pytest.mark.parametrize("diffusivity", DIFFUSIVITIES)
 def test_perona_malik_step_matches_generic(diffusivity, bc, ghost_gamma, dtype):
     g = diffusivities.resolve(diffusivity)
-    for grid in GRIDS[1] + GRIDS[2] + GRIDS[3] + [(2, 6, 7)]:
+    # PM_GRIDS: several bands of rows with a partial last one, the ring of gamma planes wrapping around.
+    for grid in GRIDS[1] + GRIDS[2] + GRIDS[3] + PM_GRIDS + [(2, 6, 7)]:
         ndim = len(grid) if grid != (2, 6, 7) else 2
-        u = rng("pm", diffusivity, bc, ghost_gamma, dtype, grid).random(grid).astype(dtype)
+        r = rng("pm", diffusivity, bc, ghost_gamma, dtype, grid)
+        u = r.random(grid).astype(dtype)
+        if u.size >= 8:  # NaN and inf propagate as in the generic code, never to zeros
+            u.flat[r.choice(u.size, 2, replace=False)] = [np.nan, np.inf]
         actual = _native.perona_malik_step(u, 0.05, 0.3, diffusivity, bc, ghost_gamma, ndim)
         assert actual is not NotImplemented
-        expected = perona_malik_step_generic(XP, u, 0.05, 0.3, g, bc, ghost_gamma, ndim)
+        with np.errstate(invalid="ignore"):  # inf - inf in the generic code: the NaN both give
+            expected = perona_malik_step_generic(XP, u, 0.05, 0.3, g, bc, ghost_gamma, ndim)
         np.testing.assert_allclose(actual, expected, rtol=2e-5 if dtype == "float32" else 1e-12,
-                                   atol=2e-6 if dtype == "float32" else 1e-13)
+                                   atol=2e-6 if dtype == "float32" else 1e-13, err_msg=str(grid))
 
 
 @needs_library
@@ -264,7 +272,8 @@ def test_native_equals_the_gpu_per_pixel_code_bit_for_bit(gpu_code, dtype):
     from ssdops.backends import _cupy
     from test_cuda_kernels import emulate
 
-    for offsets, grid in [(WIDE, (7, 9)), (WIDE_3D, (4, 5, 6)), (NINE_POINT, (1, 5))]:
+    for offsets, grid in [(WIDE, (7, 9)), (WIDE_3D, (4, 5, 6)), (NINE_POINT, (1, 5)), (FIVE_POINT, PM_GRIDS[0]),
+                          (SEVEN_POINT, PM_GRIDS[2])]:
         r = rng("bits", grid, dtype)
         d = r.standard_normal((2, len(offsets)) + grid).astype(dtype)
         u = r.standard_normal((2,) + grid).astype(dtype)

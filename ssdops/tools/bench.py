@@ -10,7 +10,7 @@ array-API path (``ssdops.backends.use_generic()``), and returns one record (a di
 ``implicit_step``      ``ssdops.implicit_step(u, op, 1.0, method="cg")`` with ``op`` the
                        ``divergence_form`` of a random gamma in [0.5, 1.5] (Neumann).
 
-Each record carries the median time (ms) over ``repeats`` samples after two warm-up calls (devices
+Each record carries the median time (ms) over ``repeats`` samples after a warm-up (devices
 synchronised: ``torch.cuda.synchronize``, ``jax.block_until_ready``; JAX functions are jitted), the
 effective bandwidth of the bytes that must move, the ratio to a memory-copy floor measured in the same
 run on the same framework and device, the speed-up over a scipy.sparse CSR baseline on the host, and the
@@ -36,8 +36,8 @@ import numpy as np
 
 from .. import backends as registry
 
-__all__ = ["OPS", "OPS_3D", "BACKENDS", "run", "format_table", "machine_info", "kernels_in_use", "write_json", "main",
-           "targets"]
+__all__ = ["OPS", "OPS_3D", "PEERS", "BACKENDS", "run", "format_table", "machine_info", "kernels_in_use",
+           "write_json", "main", "targets"]
 
 OPS = ("ssd_apply", "filter_step", "perona_malik_step", "implicit_step", "ssd_apply_3d", "perona_malik_step_3d")
 #: Operations on volumes ``n^3`` (SEVEN_POINT); the others act on images ``n^2``.
@@ -287,17 +287,26 @@ def kernels_in_use():
 
 
 # --- timing ----------------------------------------------------------------------------------------
-def time_call(call, sync, repeats, *, min_sample_s=0.002, max_inner=100, budget_s=_TIME_BUDGET_S):
-    """Median seconds per call of ``call()`` over ``repeats`` samples, after two warm-up calls.
+def time_call(call, sync, repeats, *, min_sample_s=0.002, max_inner=100, budget_s=_TIME_BUDGET_S,
+              warmup_s=0.2):
+    """Median seconds per call of ``call()`` over ``repeats`` samples, after a warm-up of at least two calls
+    and ``warmup_s`` seconds (at most ``max_inner`` calls).
 
     Each sample runs ``call`` enough times to last about ``min_sample_s`` (fast calls) and ends with
     ``sync(result)``; sampling stops early (after at least 3 samples) once ``budget_s`` is spent.
     Returns ``(seconds, samples_taken)``.
     """
-    sync(call())  # warm-up: compilation, allocator, caches
-    start = time.perf_counter()
+    # Warm-up: compilation, caches, and the allocator, which serves large outputs from fresh (page-faulting)
+    # memory until its thresholds adapt: with two calls only, the first operation timed in a process ran
+    # 1.5-2x slower than the same kernel timed later.
     sync(call())
-    estimate = max(time.perf_counter() - start, 1e-9)
+    began = time.perf_counter()
+    for _ in range(max_inner):
+        start = time.perf_counter()
+        sync(call())
+        estimate = max(time.perf_counter() - start, 1e-9)
+        if start - began >= warmup_s:
+            break
     inner = max(1, min(max_inner, int(min_sample_s / estimate)))
     samples = []
     spent = 0.0
@@ -356,29 +365,49 @@ def _function(op):
     raise ValueError(f"unknown op {op!r}: use some of {OPS}")
 
 
-def _peer_seconds(op, arrays, batch, repeats):
-    """``{"medpy": s, "simpleitk": s}``: one 3-D anisotropic diffusion iteration of the same volume by the
-    peers that diffuse volumes (``medpy.filter.smoothing.anisotropic_diffusion``, SimpleITK's
-    ``GradientAnisotropicDiffusion``), on the host; a peer that is not installed is left out."""
-    if op != "perona_malik_step_3d":
-        return {}
-    u = arrays[0] if batch == 1 else arrays[0][0]
+def _peer_calls(op, u):
+    """``{peer: call}``: one anisotropic diffusion iteration of the image or volume ``u`` by the peers of
+    ``op`` that are installed, on the host. Volumes: ``medpy.filter.smoothing.anisotropic_diffusion`` and
+    SimpleITK's ``GradientAnisotropicDiffusion`` (float32 as ours). Images: OpenCV's
+    ``ximgproc.anisotropicDiffusion``, which takes 8-bit 3-channel images only: ``u`` scaled to [0, 255]
+    and repeated to three channels (3 bytes a pixel where ours reads 4; OpenCV's own threads)."""
     found = {}
-    try:
-        from medpy.filter.smoothing import anisotropic_diffusion
+    if op == "perona_malik_step_3d":
+        try:
+            from medpy.filter.smoothing import anisotropic_diffusion
 
-        found["medpy"] = lambda: anisotropic_diffusion(u, niter=1, kappa=0.2, gamma=0.1, option=2)
-    except ImportError:
-        pass
-    try:
-        import SimpleITK as sitk
+            found["medpy"] = lambda: anisotropic_diffusion(u, niter=1, kappa=0.2, gamma=0.1, option=2)
+        except ImportError:
+            pass
+        try:
+            import SimpleITK as sitk
 
-        image = sitk.GetImageFromArray(u)
-        found["simpleitk"] = lambda: sitk.GradientAnisotropicDiffusion(
-            image, timeStep=0.0625, conductanceParameter=0.2, numberOfIterations=1)
-    except ImportError:
-        pass
-    return {name: time_call(call, lambda r: None, repeats)[0] * batch for name, call in found.items()}
+            image = sitk.GetImageFromArray(u)
+            found["simpleitk"] = lambda: sitk.GradientAnisotropicDiffusion(
+                image, timeStep=0.0625, conductanceParameter=0.2, numberOfIterations=1)
+        except ImportError:
+            pass
+    elif op == "perona_malik_step":
+        try:
+            import cv2
+
+            diffuse = cv2.ximgproc.anisotropicDiffusion
+        except (ImportError, AttributeError):  # no OpenCV, or one without the contrib modules
+            pass
+        else:
+            rgb = np.repeat((np.clip(u, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+            found["opencv"] = lambda: diffuse(rgb, PM_STEP_ARGS["dt"], PM_STEP_ARGS["lam"] * 255, 1)
+    return found
+
+
+#: The peers timed next to each operation (``_peer_calls``): the ``<peer>_ms`` fields of a record.
+PEERS = {"perona_malik_step": ("opencv",), "perona_malik_step_3d": ("medpy", "simpleitk")}
+
+
+def _peer_seconds(op, arrays, batch, repeats):
+    """``{peer: seconds}`` of ``_peer_calls`` for the batch (image 0's time times the batch)."""
+    calls = _peer_calls(op, arrays[0] if batch == 1 else arrays[0][0])
+    return {name: time_call(call, lambda r: None, repeats)[0] * batch for name, call in calls.items()}
 
 
 def _scipy_seconds(op, arrays, batch, repeats):
@@ -449,9 +478,10 @@ def run(*, ops=OPS, backends=("numpy", "torch", "jax", "cupy"), sizes=DEFAULT_SI
     otherwise the default path is the generic one, ratio 1.0; ``kernels`` lists the fast paths the
     operation may use), ``skipped`` (a reason, or None) and ``error`` (a message, or None). ``implicit_step`` runs at
     ``implicit_sizes`` instead of ``sizes``; the 3-D operations (:data:`OPS_3D`) on volumes of ``sizes_3d``
-    cubed, ``perona_malik_step_3d`` next to the peers (``medpy_ms``, ``simpleitk_ms``, ``speedup_peers``:
-    the fastest peer's time / ours) when ``peer_baseline``. ``quick=True`` replaces sizes, batch, implicit sizes and
-    repeats by a tiny run. ``progress`` is called with each finished record.
+    cubed. The Perona-Malik steps are timed next to their peers (:data:`PEERS`: ``opencv_ms``; ``medpy_ms``,
+    ``simpleitk_ms``; ``speedup_peers``: the fastest peer's time / ours) when ``peer_baseline``.
+    ``quick=True`` replaces sizes, batch, implicit sizes and repeats by a tiny run. ``progress`` is called with
+    each finished record.
     """
     if quick:
         sizes, batch, implicit_sizes = QUICK["sizes"], QUICK["batch"], QUICK["implicit_sizes"]
@@ -480,8 +510,8 @@ def run(*, ops=OPS, backends=("numpy", "torch", "jax", "cupy"), sizes=DEFAULT_SI
                                   dtype=dtype, bytes=nbytes, working_set_bytes=working_set, ms=None,
                                   gbps=None, floor_ms=None, floor_ratio=None, scipy_ms=None,
                                   speedup_scipy=None, generic_ms=None, speedup_generic=None, generic_timed=False,
-                                  kernels=[], medpy_ms=None, simpleitk_ms=None, speedup_peers=None, samples=0,
-                                  skipped=None, error=None)
+                                  kernels=[], speedup_peers=None, samples=0, skipped=None, error=None,
+                                  **{f"{peer}_ms": None for peer in PEERS.get(op, ())})
                     if max_bytes is not None and working_set > max_bytes:
                         record["skipped"] = (f"working set {_format_bytes(working_set)} > --max-bytes "
                                              f"{_format_bytes(max_bytes)}")
@@ -494,7 +524,7 @@ def run(*, ops=OPS, backends=("numpy", "torch", "jax", "cupy"), sizes=DEFAULT_SI
                             arrays = _inputs(op, n, b, dtype)
                         _measure(record, target, op, arrays, repeats, floor_cache, scipy_cache,
                                  scipy_baseline, generic_baseline, initial_generic)
-                        if peer_baseline and op in OPS_3D:
+                        if peer_baseline and op in PEERS:
                             key = (op, n, b, dtype)
                             if key not in peer_cache:
                                 peer_cache[key] = _peer_seconds(op, arrays, b, repeats)
@@ -595,7 +625,8 @@ def format_table(records):
         lines.append("")
         lines.append(f"dtype {records[0]['dtype']}; ms: median per call; GB/s: bytes that must move / time; "
                      "x copy: time / (copy of the same bytes); vs scipy: scipy.sparse CSR (host, batch x one "
-                     "image) / time; vs generic: generic array-API path / time")
+                     "image) / time; vs generic: generic array-API path / time; vs peers: the fastest installed peer's "
+                     "iteration (OpenCV ximgproc on images, medpy / SimpleITK on volumes) / time")
     for note in notes:
         lines.append("note: " + note)
     return "\n".join(lines)
@@ -676,7 +707,7 @@ def add_arguments(parser):
                              "this (default 4G; 'none' for no limit)")
     parser.add_argument("--no-scipy", action="store_true", help="skip the scipy.sparse baseline")
     parser.add_argument("--no-peers", action="store_true",
-                        help="skip the medpy / SimpleITK baselines of the 3-D Perona-Malik step")
+                        help="skip the peers of the Perona-Malik steps (OpenCV; medpy, SimpleITK)")
     parser.add_argument("--no-generic", action="store_true",
                         help="skip the generic-path baseline (timed only where a fast path is registered)")
     parser.add_argument("--quick", action="store_true",
