@@ -197,4 +197,6 @@ for _name, _kernel in (
     ("perona_malik_step", perona_malik_step),
     ("implicit_solve", implicit_solve),
 ):
+    if _name != "implicit_solve":  # ``kernel.numpy_on_host``: when the kernel runs NumPy's (``ssdops bench``)
+        setattr(_kernel, "numpy_on_host", "each chunk")  # noqa: B010 - mypy: a function
     register(_name, "dask", _kernel, ndims=(2,))

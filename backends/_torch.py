@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Any
 
 import array_api_compat.torch as torch_xp
 import torch
@@ -491,8 +492,10 @@ class TorchAdapter(Adapter):
 
 ADAPTER = TorchAdapter("torch")
 
-register("ssd_apply", "torch", ssd_apply)
-register("ssd_apply_transpose", "torch", ssd_apply_transpose)
-register("filter_step", "torch", filter_step)
-register("perona_malik_step", "torch", perona_malik_step)
+_ON_HOST: dict[str, Any] = {"ssd_apply": ssd_apply, "ssd_apply_transpose": ssd_apply_transpose,
+                            "filter_step": filter_step, "perona_malik_step": perona_malik_step}
+for _name, _kernel in _ON_HOST.items():
+    # ``kernel.numpy_on_host``: when the kernel runs NumPy's (``ssdops bench`` reports it).
+    setattr(_kernel, "numpy_on_host", "CPU tensors without autograd")  # noqa: B010 - mypy: a function
+    register(_name, "torch", _kernel)
 register("implicit_solve", "torch", implicit_solve, ndims=(2,))

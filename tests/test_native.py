@@ -342,6 +342,23 @@ def test_library_state_is_reported():
         assert kernels[(operation, "numpy")].native is expected, operation
 
 
+def test_bench_reports_the_libraries_that_run_the_native_kernels():
+    """``ssdops bench`` names the kernels that run compiled C++: NumPy's, and PyTorch's and dask's where they
+    hand NumPy's kernel their memory; none where the library is absent."""
+    pytest.importorskip("torch")
+    pytest.importorskip("dask")
+    from ssdops.backends import _dask, _torch  # noqa: F401 - registers their kernels
+    from ssdops.tools.bench import kernels_in_use
+
+    found = kernels_in_use()
+    compiled = "compiled C++" if _native.AVAILABLE else "array library"
+    assert found["ssd_apply[numpy]"] == compiled
+    assert found["perona_malik_step[torch]"] == ("compiled C++ (CPU tensors without autograd)" if _native.AVAILABLE
+                                                 else "array library")
+    assert found["filter_step[dask]"] == ("compiled C++ (each chunk)" if _native.AVAILABLE else "array library")
+    assert found["implicit_solve[torch]"] == "array library"
+
+
 @pytest.mark.slow
 def test_install_without_a_compiler(tmp_path):
     """``pip install`` with a compiler that fails: the install succeeds with the message, and the installed

@@ -280,10 +280,21 @@ def machine_info(found=None):
 
 def kernels_in_use():
     """``{"operation[library]": what runs it}`` for every kernel loaded so far: ``"compiled C++"`` where a
-    kernel runs the native CPU library (its ``native`` attribute, :func:`ssdops.backends.registered`), else
-    ``"array library"`` (the library's own calls, or NumPy's blocked pure-Python kernels)."""
-    return {f"{name}[{library}]": "compiled C++" if getattr(kernel, "native", False) else "array library"
-            for (name, library), kernel in sorted(registry.registered().items())}
+    kernel runs the native CPU library (its ``native`` attribute, :func:`ssdops.backends.registered`),
+    ``"compiled C++ (<when>)"`` where a kernel hands NumPy's native kernel its arrays' memory in the cases its
+    ``numpy_on_host`` attribute names (PyTorch's CPU tensors, dask's chunks), else ``"array library"`` (the
+    library's own calls, or NumPy's blocked pure-Python kernels)."""
+    kernels = registry.registered()
+
+    def runs(name, kernel):
+        if getattr(kernel, "native", False):
+            return "compiled C++"
+        when = getattr(kernel, "numpy_on_host", None)
+        if when and getattr(kernels.get((name, "numpy")), "native", False):
+            return f"compiled C++ ({when})"
+        return "array library"
+
+    return {f"{name}[{library}]": runs(name, kernel) for (name, library), kernel in sorted(kernels.items())}
 
 
 # --- timing ----------------------------------------------------------------------------------------
@@ -296,9 +307,8 @@ def time_call(call, sync, repeats, *, min_sample_s=0.002, max_inner=100, budget_
     ``sync(result)``; sampling stops early (after at least 3 samples) once ``budget_s`` is spent.
     Returns ``(seconds, samples_taken)``.
     """
-    # Warm-up: compilation, caches, and the allocator, which serves large outputs from fresh (page-faulting)
-    # memory until its thresholds adapt: with two calls only, the first operation timed in a process ran
-    # 1.5-2x slower than the same kernel timed later.
+    # Warm-up: compilation, caches, the allocator (glibc serves large outputs from fresh, page-faulting
+    # memory until its mmap threshold has adapted), the CPU's clock.
     sync(call())
     began = time.perf_counter()
     for _ in range(max_inner):
@@ -732,7 +742,7 @@ def run_from_args(args):
     records = run(progress=report if args.verbose else None, **config)
     table_out = sys.stderr if args.json == "-" else sys.stdout
     print(format_table(records), file=table_out)
-    native = [k for k, v in kernels_in_use().items() if v == "compiled C++"]
+    native = [k + v.removeprefix("compiled C++") for k, v in kernels_in_use().items() if v.startswith("compiled C++")]
     print(f"kernels in compiled C++: {', '.join(native) if native else 'none (the native library is not built)'}",
           file=table_out)
     if args.json:
