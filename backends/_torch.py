@@ -494,8 +494,8 @@ ADAPTER = TorchAdapter("torch")
 
 _ON_HOST: dict[str, Any] = {"ssd_apply": ssd_apply, "ssd_apply_transpose": ssd_apply_transpose,
                             "filter_step": filter_step, "perona_malik_step": perona_malik_step}
-for _name, _kernel in _ON_HOST.items():
-    # ``kernel.numpy_on_host``: when the kernel runs NumPy's (``ssdops bench`` reports it).
-    setattr(_kernel, "numpy_on_host", "CPU tensors without autograd")  # noqa: B010 - mypy: a function
-    register(_name, "torch", _kernel)
+for _operation, _function in _ON_HOST.items():
+    # ``numpy_on_host``: when the kernel runs NumPy's (``ssdops bench`` reports it).
+    setattr(_function, "numpy_on_host", "CPU tensors without autograd")  # noqa: B010 - mypy: a function
+    register(_operation, "torch", _function)
 register("implicit_solve", "torch", implicit_solve, ndims=(2,))
