@@ -1,5 +1,6 @@
 """DiffNet / the linear network / the U-Net trained in PyTorch: :class:`TorchTrainer`, the PyTorch side of
-the one epoch loop :func:`ssdops.diffnet.loop.fit`, and :func:`train` / :func:`evaluate_run`.
+the one epoch loop :func:`ssdops.diffnet.loop.fit`, :func:`train`, :func:`evaluate_run` and
+:func:`evaluate_weights`.
 
 The loop (data, epoch order, schedule, early stopping, time budget, run files, resume) is
 :mod:`ssdops.diffnet.loop`'s; this module holds what is PyTorch's: Adam (``torch.optim.Adam``, its learning
@@ -26,7 +27,7 @@ from ssdops.diffnet.data import as_images
 
 from .models import build_model, count_parameters, load_state_tensors, load_weights, state_tensors
 
-__all__ = ["MODELS", "TorchTrainer", "evaluate_run", "train"]
+__all__ = ["MODELS", "TorchTrainer", "evaluate_run", "evaluate_weights", "train"]
 
 MODELS = ("diffnet", "linear", "unet")
 
@@ -221,7 +222,13 @@ def evaluate_run(run_dir, *, data_path=None, device="cpu", batch_size=64):
     from ssdops.diffnet.runs import WEIGHTS_FILE
 
     x, y = load_run_test_set(run_dir, data_path)
-    model = load_weights(os.path.join(run_dir, WEIGHTS_FILE), device=device)
+    return evaluate_weights(os.path.join(run_dir, WEIGHTS_FILE), x, y, device=device, batch_size=batch_size)
+
+
+def evaluate_weights(path, x, y, *, device="cpu", batch_size=64):
+    """Per-image PSNRs (NumPy float64) of the model in the weights file ``path`` on inputs ``x`` against
+    targets ``y`` (float32 NumPy arrays ``(N, 1, *grid)``, as :func:`ssdops.diffnet.data.make_task` gives)."""
+    model = load_weights(path, device=device)
     values = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):

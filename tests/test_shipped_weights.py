@@ -1,0 +1,38 @@
+"""The shipped DiffNet weights give, on newly drawn data, the PSNR that benchmarks/RESULTS.md states (issue 22:
+within 0.5 dB), measured by ``benchmarks/ship_weights.py``'s own evaluation."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _ship_weights():
+    spec = importlib.util.spec_from_file_location("ship_weights", os.path.join(ROOT, "benchmarks", "ship_weights.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stated(name):
+    """The figure of RESULTS.md's line "shipped ``name`` weights: X dB mean PSNR on N newly drawn ..."."""
+    with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), encoding="utf-8") as f:
+        text = f.read()
+    found = re.findall(rf"shipped `{name}` weights: (\d+\.\d+) dB mean PSNR on (\d+) newly drawn", text)
+    assert len(found) == 1, f"RESULTS.md states the shipped {name} weights' PSNR once: {found}"
+    return float(found[0][0]), int(found[0][1])
+
+
+def test_shipped_deconvolution_weights_give_the_stated_psnr():
+    ship = _ship_weights()
+    name = ship.SHIPPED["deconvolution"][0]
+    assert os.path.isfile(os.path.join(ship.WEIGHTS_DIR, f"{name}.safetensors"))
+    stated, count = _stated(name)
+    measured = ship.shipped_psnr("deconvolution", count=count)
+    assert abs(measured - stated) <= 0.5, (measured, stated)
