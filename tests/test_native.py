@@ -386,3 +386,14 @@ def test_install_without_a_compiler(tmp_path):
     ran = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, cwd=tmp_path,
                          env=dict(os.environ, PYTHONPATH=str(target)))
     assert ran.returncode == 0, ran.stderr
+    # The core tests on that install: -P keeps the repository (the working directory) off sys.path, so the
+    # installed copy, first on PYTHONPATH, is the one imported.
+    env = dict(os.environ, PYTHONPATH=str(target))
+    where = subprocess.run([sys.executable, "-P", "-c", "import ssdops; print(ssdops.__file__)"], cwd=REPO,
+                           capture_output=True, text=True, env=env)
+    assert where.stdout.startswith(str(target)), where.stdout + where.stderr
+    core = ["tests/test_ssd.py", "tests/test_operators.py", "tests/test_diffusion.py", "tests/test_nd.py",
+            "tests/test_edges.py"]
+    tested = subprocess.run([sys.executable, "-P", "-m", "pytest", "-q", "-x", "-m", "not slow", "-p",
+                             "no:cacheprovider", *core], cwd=REPO, capture_output=True, text=True, env=env)
+    assert tested.returncode == 0, tested.stdout[-3000:] + tested.stderr[-3000:]
