@@ -56,10 +56,10 @@ void parallel_rows(index_t rows, int threads, const F& body) {
     for (auto& t : pool) t.join();
 }
 
-// o[i] += a[i] * b[i] for i < n: the inner loop of the apply. On x86-64 with GCC or clang, also built for
-// AVX-512 and AVX2 and picked at load time by the CPU (an ifunc), as NumPy picks its own loops: the baseline
-// SSE2 build alone was 0.75-0.8x as fast as NumPy's blocked code at 2048². No FMA (setup.py builds with
-// -ffp-contract=off): every target computes the same rounded products and sums.
+// SSDOPS_CLONES: the row loops of every kernel (their inner loops inlined) are, on x86-64 with GCC or
+// clang, also built for AVX-512 and AVX2 and picked at load time by the CPU (an ifunc), as NumPy picks its
+// own loops: the baseline SSE2 build alone was 0.75-0.8x as fast as NumPy's blocked code at 2048². No FMA
+// (setup.py builds with -ffp-contract=off): every target computes the same rounded products and sums.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SSDOPS_NO_TARGET_CLONES)
 #define SSDOPS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -71,12 +71,10 @@ void parallel_rows(index_t rows, int threads, const F& body) {
 #define SSDOPS_INLINE inline
 #endif
 
-SSDOPS_CLONES void madd(float* __restrict__ o, const float* __restrict__ a, const float* __restrict__ b, int n) {
-    for (int i = 0; i < n; ++i) o[i] += a[i] * b[i];
-}
-
-SSDOPS_CLONES void madd(double* __restrict__ o, const double* __restrict__ a, const double* __restrict__ b,
-                        int n) {
+// o[i] += a[i] * b[i] for i < n: the inner loop of apply and filter_step, inlined into their row loops
+// (a call per chunk and term cost more than the arithmetic: 1.7x at 2048^2).
+template <typename T>
+SSDOPS_INLINE void madd(T* __restrict__ o, const T* __restrict__ a, const T* __restrict__ b, int n) {
     for (int i = 0; i < n; ++i) o[i] += a[i] * b[i];
 }
 
@@ -129,41 +127,49 @@ inline void row_of(index_t r, const ssdops::Grid& grid, index_t* image, int* z, 
 constexpr int CHUNK = 128;
 
 template <typename T>
+SSDOPS_CLONES void apply_rows(const T* d, const T* u, const int* oz, const int* oy, const int* ox, int K,
+                              const ssdops::Grid& grid, index_t d_stride, index_t u_stride, int transpose, T* out,
+                              index_t r0, index_t r1) {
+    const int D = grid.n[0], H = grid.n[1], W = grid.n[2];
+    const int sign = transpose ? -1 : 1;
+    for (index_t r = r0; r < r1; ++r) {
+        index_t image;
+        int z, y;
+        row_of(r, grid, &image, &z, &y);
+        const T* di = d + image * d_stride;
+        const T* ui = u + image * u_stride;
+        const index_t row = (index_t)z * grid.stride[0] + (index_t)y * grid.stride[1];
+        T* __restrict__ o = out + image * grid.size + row;  // out shares no memory with d or u
+        // The row in chunks that stay in L1, every term over one chunk before the next: the K + 1 input
+        // streams then advance together (a whole-row pass per term restarts the hardware prefetchers
+        // K times per row: 1.3x slower at 2048^2 with chunks of 512 or more). A chunk's sums are made in
+        // a buffer on the stack and then stored to out once (stream_store).
+        alignas(64) T acc[CHUNK];
+        for (int c0 = 0; c0 < W; c0 += CHUNK) {
+            const int c1 = std::min(W, c0 + CHUNK);
+            for (int x = 0; x < c1 - c0; ++x) acc[x] = T(0);
+            for (int k = 0; k < K; ++k) {
+                const int zk = z + sign * oz[k], yk = y + sign * oy[k], dx = sign * ox[k];
+                if (zk < 0 || zk >= D || yk < 0 || yk >= H) continue;
+                const int x0 = std::max(c0, -dx), x1 = std::min(c1, W - dx);
+                const index_t shift = (index_t)zk * grid.stride[0] + (index_t)yk * grid.stride[1] + dx - row;
+                // A reads d_k at the output pixel, A^T at the source pixel (where u is read).
+                const T* __restrict__ dk = di + k * grid.size + row + (transpose ? shift : 0);
+                const T* __restrict__ uk = ui + row + shift;
+                if (x1 > x0) madd(acc + (x0 - c0), dk + x0, uk + x0, x1 - x0);
+            }
+            stream_store(o + c0, acc, c1 - c0);
+        }
+    }
+    stream_fence();
+}
+
+template <typename T>
 void apply(const T* d, const T* u, const int* oz, const int* oy, const int* ox, int K, int D, int H, int W,
            index_t images, index_t d_stride, index_t u_stride, int transpose, T* out, int threads) {
     const ssdops::Grid grid = ssdops::grid_of(3, D, H, W);
-    const int sign = transpose ? -1 : 1;
     parallel_rows(images * D * H, threads, [&](index_t r0, index_t r1) {
-        for (index_t r = r0; r < r1; ++r) {
-            index_t image;
-            int z, y;
-            row_of(r, grid, &image, &z, &y);
-            const T* di = d + image * d_stride;
-            const T* ui = u + image * u_stride;
-            const index_t row = (index_t)z * grid.stride[0] + (index_t)y * grid.stride[1];
-            T* __restrict__ o = out + image * grid.size + row;  // out shares no memory with d or u
-            // The row in chunks that stay in L1, every term over one chunk before the next: the K + 1 input
-            // streams then advance together (a whole-row pass per term restarts the hardware prefetchers
-            // K times per row: 1.3x slower at 2048^2 with chunks of 512 or more). A chunk's sums are made in
-            // a buffer on the stack and then stored to out once (stream_store).
-            alignas(64) T acc[CHUNK];
-            for (int c0 = 0; c0 < W; c0 += CHUNK) {
-                const int c1 = std::min(W, c0 + CHUNK);
-                for (int x = 0; x < c1 - c0; ++x) acc[x] = T(0);
-                for (int k = 0; k < K; ++k) {
-                    const int zk = z + sign * oz[k], yk = y + sign * oy[k], dx = sign * ox[k];
-                    if (zk < 0 || zk >= D || yk < 0 || yk >= H) continue;
-                    const int x0 = std::max(c0, -dx), x1 = std::min(c1, W - dx);
-                    const index_t shift = (index_t)zk * grid.stride[0] + (index_t)yk * grid.stride[1] + dx - row;
-                    // A reads d_k at the output pixel, A^T at the source pixel (where u is read).
-                    const T* __restrict__ dk = di + k * grid.size + row + (transpose ? shift : 0);
-                    const T* __restrict__ uk = ui + row + shift;
-                    if (x1 > x0) madd(acc + (x0 - c0), dk + x0, uk + x0, x1 - x0);
-                }
-                stream_store(o + c0, acc, c1 - c0);
-            }
-        }
-        stream_fence();
+        apply_rows(d, u, oz, oy, ox, K, grid, d_stride, u_stride, transpose, out, r0, r1);
     });
 }
 
@@ -171,45 +177,52 @@ void apply(const T* d, const T* u, const int* oz, const int* oy, const int* ox, 
 // the centre term, the backward neighbours of every grid axis, the forward ones, then the update; the same
 // results bit for bit, with loops over columns that vectorise.
 template <typename T>
+SSDOPS_CLONES void filter_rows(const T* zeta, const T* u, T dt, int ndim, const ssdops::Grid& grid,
+                               index_t z_stride, index_t u_stride, T* out, index_t r0, index_t r1) {
+    const int W = grid.n[2];
+    const index_t n = grid.size;
+    for (index_t r = r0; r < r1; ++r) {
+        index_t image;
+        int at[2];
+        row_of(r, grid, &image, &at[0], &at[1]);
+        const T* zi = zeta + image * z_stride;
+        const index_t row = (index_t)at[0] * grid.stride[0] + (index_t)at[1] * grid.stride[1];
+        const T* __restrict__ centre = u + image * u_stride + row;
+        const T* __restrict__ zc = zi + 2 * ndim * n + row;
+        T* __restrict__ o = out + image * n + row;  // out shares no memory with zeta or u
+        // In chunks of the row, summed on the stack and stored once, as apply does.
+        alignas(64) T acc[CHUNK];
+        for (int c0 = 0; c0 < W; c0 += CHUNK) {
+            const int c1 = std::min(W, c0 + CHUNK);
+            for (int x = c0; x < c1; ++x) acc[x - c0] = -zc[x] * centre[x];
+            for (int forward = 0; forward < 2; ++forward) {
+                for (int a = grid.first; a < 3; ++a) {
+                    int x0 = c0, x1 = c1;
+                    if (a < 2) {  // a plane or row axis: the whole row has the neighbour, or none of it
+                        if (forward ? at[a] == grid.n[a] - 1 : at[a] == 0) continue;
+                    } else if (forward) {
+                        x1 = std::min(c1, W - 1);
+                    } else {
+                        x0 = std::max(c0, 1);
+                    }
+                    const index_t shift = forward ? grid.stride[a] : -grid.stride[a];
+                    const T* zk = zi + (index_t)((forward ? ndim : 0) + a - grid.first) * n + row;
+                    if (x1 > x0) madd(acc + (x0 - c0), zk + x0, centre + shift + x0, x1 - x0);
+                }
+            }
+            for (int x = c0; x < c1; ++x) acc[x - c0] = centre[x] + dt * acc[x - c0];
+            stream_store(o + c0, acc, c1 - c0);
+        }
+    }
+    stream_fence();
+}
+
+template <typename T>
 void filter_step(const T* zeta, const T* u, T dt, int ndim, int D, int H, int W, index_t images,
                  index_t z_stride, index_t u_stride, T* out, int threads) {
     const ssdops::Grid grid = ssdops::grid_of(ndim, D, H, W);
-    const index_t n = grid.size;
     parallel_rows(images * D * H, threads, [&](index_t r0, index_t r1) {
-        for (index_t r = r0; r < r1; ++r) {
-            index_t image;
-            int at[2];
-            row_of(r, grid, &image, &at[0], &at[1]);
-            const T* zi = zeta + image * z_stride;
-            const index_t row = (index_t)at[0] * grid.stride[0] + (index_t)at[1] * grid.stride[1];
-            const T* __restrict__ centre = u + image * u_stride + row;
-            const T* __restrict__ zc = zi + 2 * ndim * n + row;
-            T* __restrict__ o = out + image * n + row;  // out shares no memory with zeta or u
-            // In chunks of the row, summed on the stack and stored once, as apply does.
-            alignas(64) T acc[CHUNK];
-            for (int c0 = 0; c0 < W; c0 += CHUNK) {
-                const int c1 = std::min(W, c0 + CHUNK);
-                for (int x = c0; x < c1; ++x) acc[x - c0] = -zc[x] * centre[x];
-                for (int forward = 0; forward < 2; ++forward) {
-                    for (int a = grid.first; a < 3; ++a) {
-                        int x0 = c0, x1 = c1;
-                        if (a < 2) {  // a plane or row axis: the whole row has the neighbour, or none of it
-                            if (forward ? at[a] == grid.n[a] - 1 : at[a] == 0) continue;
-                        } else if (forward) {
-                            x1 = std::min(c1, W - 1);
-                        } else {
-                            x0 = std::max(c0, 1);
-                        }
-                        const index_t shift = forward ? grid.stride[a] : -grid.stride[a];
-                        const T* zk = zi + (index_t)((forward ? ndim : 0) + a - grid.first) * n + row;
-                        if (x1 > x0) madd(acc + (x0 - c0), zk + x0, centre + shift + x0, x1 - x0);
-                    }
-                }
-                for (int x = c0; x < c1; ++x) acc[x - c0] = centre[x] + dt * acc[x - c0];
-                stream_store(o + c0, acc, c1 - c0);
-            }
-        }
-        stream_fence();
+        filter_rows(zeta, u, dt, ndim, grid, z_stride, u_stride, out, r0, r1);
     });
 }
 
