@@ -36,3 +36,15 @@ def test_shipped_deconvolution_weights_give_the_stated_psnr():
     stated, count = _stated(name)
     measured = ship.shipped_psnr("deconvolution", count=count)
     assert abs(measured - stated) <= 0.5, (measured, stated)
+
+
+def test_the_demo_shows_diffnet_ahead_of_tikhonov(tmp_path):
+    """``diffnet-torch demo`` (camera 256², held out of training, Perona-Malik forward model, 1 % noise): the
+    shipped ``natural_pm_inverse`` weights beat the linearised Tikhonov baseline (issue 22, item 3)."""
+    from diffnet_torch.demo import demo
+
+    scores = demo(out=str(tmp_path), log=lambda *a: None)
+    diffnet = next(v for k, v in scores.items() if k.startswith("DiffNet"))
+    tikhonov = next(v for k, v in scores.items() if k.startswith("linearised Tikhonov"))
+    data = next(v for k, v in scores.items() if k.startswith("data"))
+    assert diffnet > tikhonov > data, scores
