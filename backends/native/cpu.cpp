@@ -1,10 +1,10 @@
 // ssdops CPU kernels over the definitions of ../cuda/stencil.cuh (the code the GPU runs): its grid and pixel
-// types, gamma_at, diffusivity and boundary_face are called as they are; the sums of ssd_apply_pixel,
-// filter_step_pixel and perona_malik_pixel are evaluated term by term in their order over whole rows (or, for
-// Perona-Malik, with gamma computed once per pixel), so the results are those of the GPU's per-pixel
-// functions, while the loops over columns vectorise and the rows are split over std::threads. A change to
-// those sums in stencil.cuh must be made here too: tests/test_native.py and tests/test_cuda_kernels.py test
-// both against the generic code. Built by setup.py into the shared library
+// types, diffusivity and boundary_face are called as they are; the sums of ssd_apply_pixel,
+// filter_step_pixel, gamma_at and perona_malik_pixel are evaluated term by term in their order over rows (for
+// Perona-Malik with gamma computed once per pixel), so the results are those of the GPU's per-pixel functions
+// bit for bit, while the loops over columns vectorise and the rows are split over std::threads. A change to
+// those sums in stencil.cuh must be made here too: tests/test_native.py compares the two builds bit for bit
+// (a change to one alone fails it), and both with the generic code. Built by setup.py into the shared library
 // ssdops/backends/_native_kernels*.so and loaded with ctypes by backends/_native.py (ctypes releases the GIL
 // for the duration of a call).
 //
