@@ -24,7 +24,8 @@ def _stated(name):
     """The figure of RESULTS.md's line "shipped ``name`` weights: X dB mean PSNR on N newly drawn ..."."""
     with open(os.path.join(ROOT, "benchmarks", "RESULTS.md"), encoding="utf-8") as f:
         text = f.read()
-    found = re.findall(rf"shipped `{name}` weights: (\d+\.\d+) dB mean PSNR on (\d+) newly drawn", text)
+    pattern = rf"shipped\s+`{name}`\s+weights:\s+(\d+\.\d+)\s+dB\s+mean\s+PSNR\s+on\s+(\d+)\s+newly\s+drawn"
+    found = re.findall(pattern, text)
     assert len(found) == 1, f"RESULTS.md states the shipped {name} weights' PSNR once: {found}"
     return float(found[0][0]), int(found[0][1])
 
