@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 
@@ -56,20 +54,14 @@ def shipped_psnr(which, *, count=COUNT, seed=SEED):
 def ship(which):
     """Copy the run's best weights to the package, atomically, after loading them."""
     from diffnet_torch import load_weights
-    from ssdops.diffnet.runs import WEIGHTS_FILE
+    from ssdops.diffnet import runs
 
     name, run_dir = SHIPPED[which]
-    source = os.path.join(run_dir, WEIGHTS_FILE)
+    source = os.path.join(run_dir, runs.WEIGHTS_FILE)
     load_weights(source)  # checksum, header and shapes verified: a corrupt file stops here
     target = os.path.join(WEIGHTS_DIR, f"{name}.safetensors")
-    fd, tmp = tempfile.mkstemp(dir=WEIGHTS_DIR, suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with open(source, "rb") as f:
+        runs.atomic_write_bytes(target, f.read())
     return target
 
 

@@ -13,8 +13,8 @@
 // out C-contiguous (images x D x H x W) and sharing no memory with the inputs. A 2-D grid is D = 1, a 1-D
 // grid D = H = 1 (`ndim` says which axes are the grid's where it matters).
 #include <algorithm>
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <thread>
@@ -104,12 +104,6 @@ void stream_store(T* o, const T* a, int n) {
 inline void stream_fence() {}
 #endif
 
-// The pixel (image, z, y, x) of the grid, as stencil.cuh's pixel_of would produce it.
-inline ssdops::Pixel pixel_at(index_t image, int z, int y, int x, const ssdops::Grid& grid) {
-    ssdops::Pixel px = {image, {z, y, x}, (index_t)z * grid.stride[0] + (index_t)y * grid.stride[1] + x, true};
-    return px;
-}
-
 // Row r of `images` images of the grid: (image, z, y).
 inline void row_of(index_t r, const ssdops::Grid& grid, index_t* image, int* z, int* y) {
     const index_t planes = (index_t)grid.n[0] * grid.n[1];
@@ -119,13 +113,13 @@ inline void row_of(index_t r, const ssdops::Grid& grid, index_t* image, int* z, 
     *y = (int)(q - (index_t)*z * grid.n[1]);
 }
 
+// Columns of a row per chunk in apply and filter_step.
+constexpr int CHUNK = 128;
+
 // A u or A^T u, one output row at a time, term by term: for each offset k in order, the products of the
 // row's pixels whose neighbour lies in the grid are added into the row. These are the sums of
 // ssdops::ssd_apply_pixel (stencil.cuh, the GPU's code) with the same terms in the same order, so the results
 // are the same bit for bit; the loop over a row's columns is what vectorises on a CPU.
-// Columns of a row per chunk in apply and filter_step.
-constexpr int CHUNK = 128;
-
 template <typename T>
 SSDOPS_CLONES void apply_rows(const T* d, const T* u, const int* oz, const int* oy, const int* ox, int K,
                               const ssdops::Grid& grid, index_t d_stride, index_t u_stride, int transpose, T* out,
@@ -293,7 +287,8 @@ template <int NDIM, bool INTERIOR, typename T>
 SSDOPS_CLONES void perona_malik_row(const T* c, const T* gr, RowsAround<T> n, int W, T dt, int bc, T ghost_gamma,
                                     T* __restrict__ o) {
     o[0] = perona_malik_at<NDIM, INTERIOR>(c, gr, n, 0, false, W > 1, dt, bc, ghost_gamma);
-    for (int x = 1; x < W - 1; ++x) o[x] = perona_malik_at<NDIM, INTERIOR>(c, gr, n, x, true, true, dt, bc, ghost_gamma);
+    for (int x = 1; x < W - 1; ++x)
+        o[x] = perona_malik_at<NDIM, INTERIOR>(c, gr, n, x, true, true, dt, bc, ghost_gamma);
     if (W > 1) o[W - 1] = perona_malik_at<NDIM, INTERIOR>(c, gr, n, W - 1, true, false, dt, bc, ghost_gamma);
 }
 
