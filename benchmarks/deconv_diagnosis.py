@@ -185,7 +185,8 @@ def main(argv=None):
     slope, _ = np.polyfit(ep[w], ps[w], 1)
     epochs = config["epochs"]
     steps = math.ceil(config["train_size"] / config["batch_size"])
-    lr_rest = np.array([lr_at(e * steps, epochs * steps, config["lr"], config["lr_final"])
+    lr_rest = np.array([lr_at(e * steps, epochs * steps, config["lr"], config["lr_final"],
+                                       halve_every=config.get("lr_halve_every"))
                         for e in range(last + 1, epochs + 1)])
     k = slope / lr[w].mean()
     _row(f"(e) epoch {last}: test PSNR (mean of last 10) / lr", f"{ps[-10:].mean():.2f} dB", f"lr {lr[-1]:.2e}")

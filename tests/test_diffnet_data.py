@@ -137,4 +137,11 @@ def test_runs_utilities(tmp_path):
     es2.load_state(json.loads(json.dumps(es.state())))
     es2.update(2.0)
     assert es2.should_stop and not R.EarlyStopping(None).should_stop
+    rounds = R.EarlyStopping(4)     # evaluated every 2 epochs: patience still counts epochs
+    assert [rounds.update(x, e, epochs=2) for x, e in ((3.0, 2), (3.5, 4))] == [True, False]
+    assert not rounds.should_stop and not rounds.update(3.1, 6, epochs=2) and rounds.should_stop
+    # a config.json from before lr_halve_every and eval_every: their former meaning
+    old = {k: v for k, v in stored.items() if k not in ("lr_halve_every", "eval_every")}
+    restored = RunConfig.from_stored(old, "old")
+    assert restored.eval_every == 1 and restored.lr_halve_every is None
     assert R.mean_std_psnr([1.0, 3.0]) == (2.0, 1.0)

@@ -451,6 +451,21 @@ def test_linear_model_trains(tmp_path):
     assert runs.read_summary(tmp_path / "lin")["parameters"] == 5 * 144 + 1
 
 
+def test_eval_every_and_step_schedule(tmp_path):
+    """The shared loop's rounds and step schedule in diffnet-jax: rows after epochs 2 and 3 only."""
+    from diffnet_jax.cli import main
+    from ssdops.diffnet import runs
+
+    out = tmp_path / "rounds"
+    assert main(["train", *TINY, "--epochs", "3", "--eval-every", "2", "--lr-halve-every", "2", "--lr-final",
+                 "1e-3", "--out", str(out)]) == 0
+    rows = runs.MetricsLog(out).rows
+    steps = runs.read_summary(out)["steps"] // 3
+    assert [r["epoch"] for r in rows] == [2, 3]
+    assert [r["lr"] for r in rows] == pytest.approx(
+        [runs.lr_at(e * steps - 1, 3 * steps, 1e-2, 1e-3, halve_every=2) for e in (2, 3)])
+
+
 _SHARDED = textwrap.dedent("""
     import json, sys
     import jax

@@ -179,6 +179,44 @@ def test_cli_train_evaluate_resume_figures(tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+def test_eval_every_and_step_schedule_resume_bitwise(tmp_path):
+    """--eval-every 2 over 5 epochs: rows (and weights, checkpoint) after epochs 2, 4 and 5 only, the train
+    columns the round's mean, training itself unchanged; --lr-halve-every: the authors' step schedule with
+    lr_final as its floor; --stop-after 1 stops at the round's end and the run resumes bitwise."""
+    from safetensors.torch import load_file
+
+    from ssdops.diffnet import runs
+
+    def args(out, *extra):
+        five = TINY[:]
+        five[five.index("--epochs") + 1] = "5"
+        return five + ["--lr", "0.004", "--lr-final", "0.0015", "--lr-halve-every", "3", *extra, "--out", str(out)]
+
+    every, rounds, part = tmp_path / "every", tmp_path / "rounds", tmp_path / "part"
+    assert cli_main(args(every)) == 0
+    assert cli_main(args(rounds, "--eval-every", "2")) == 0
+    a, b = load_file(str(every / "checkpoint.safetensors")), load_file(str(rounds / "checkpoint.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    each, two = runs.MetricsLog(every).rows, runs.MetricsLog(rounds).rows
+    assert [r["epoch"] for r in each] == [1, 2, 3, 4, 5] and [r["epoch"] for r in two] == [2, 4, 5]
+    # 2 steps an epoch: the last step of epochs 1..5 is step 1, 3, 5, 7, 9 (from 0); halved every 3 steps
+    assert [r["lr"] for r in each] == pytest.approx([0.004, 0.002, 0.002, 0.0015, 0.0015])
+    for row, epochs in zip(two, ([1, 2], [3, 4], [5])):
+        last = each[epochs[-1] - 1]
+        assert row["test_loss"] == pytest.approx(last["test_loss"], rel=1e-6) and row["lr"] == last["lr"]
+        assert row["train_loss"] == pytest.approx(np.mean([each[e - 1]["train_loss"] for e in epochs]), rel=1e-5)
+    summary = runs.read_summary(rounds)
+    assert summary["epochs"] == 5 and summary["steps"] == 10 and summary["config"]["eval_every"] == 2
+
+    assert cli_main(args(part, "--eval-every", "2", "--stop-after", "1")) == 0
+    assert runs.read_summary(part)["epochs"] == 2 and [r["epoch"] for r in runs.MetricsLog(part).rows] == [2]
+    assert cli_main(["train", "--out", str(part), "--resume", "--quiet"]) == 0
+    c = load_file(str(part / "checkpoint.safetensors"))
+    assert all(torch.equal(b[k], c[k]) for k in b)
+    assert [r.rsplit(",", 1)[0] for r in (rounds / "metrics.csv").read_text().splitlines()] == [
+        r.rsplit(",", 1)[0] for r in (part / "metrics.csv").read_text().splitlines()]
+
+
 def test_cli_early_stopping_and_linear(tmp_path):
     out = tmp_path / "lin"
     args = TINY[:]

@@ -31,7 +31,7 @@ RUNTIME_KEYS = ("time_budget", "out", "progress", "threads", "device", "devices"
 #: what a file in it says).
 COMMAND_LINE_ONLY = ("cache_dir",)
 #: Settings added after the first runs were stored, with the value that a ``config.json`` without them meant.
-ADDED_LATER = {"ndim": 2, "test_sources": []}
+ADDED_LATER = {"ndim": 2, "test_sources": [], "lr_halve_every": None, "eval_every": 1}
 #: Settings holding a tuple of names (a list in ``config.json``, several values after one flag).
 LIST_KEYS = ("exclude", "test_sources")
 #: Smallest image side: the 3x3 convolutions and the 5-point stencil need an interior.
@@ -111,7 +111,11 @@ class RunConfig:
     epochs: int = _setting(10, "epochs (the learning-rate decay spans them all)", positive_int)
     batch_size: int = _setting(16, "images per step and process (torch) or device (jax)", positive_int)
     lr: float = _setting(2e-3, "initial learning rate (Adam)", positive_float)
-    lr_final: float = _setting(4e-6, "learning rate at the last step (exponential decay)", positive_float)
+    lr_final: float = _setting(4e-6, "learning rate at the last step (exponential decay); with --lr-halve-every "
+                               "the floor of the step schedule", positive_float)
+    lr_halve_every: int | None = _setting(None, "step schedule instead of the exponential decay: halve the learning "
+                                          "rate every this many steps, never below lr_final (the authors' code: "
+                                          "10000)", optional_positive_int)
     layers: int = _setting(5, "diffusion layers", positive_int)
     depth: int = _setting(4, "conv layers per filter estimator (K >= 2)", hidden_layers)
     width: int = _setting(32, "channels of the filter estimator's hidden convs", positive_int)
@@ -121,6 +125,9 @@ class RunConfig:
     seed: int = _setting(0, "seed of the initialisation and of the data (test set: seed + 1)", nonnegative_int)
     patience: int | None = _setting(None, "early stop after this many epochs without a better test loss",
                                     optional_positive_int)
+    eval_every: int = _setting(1, "evaluate the test set every this many epochs and after the last (metrics row, "
+                               "best weights, checkpoint; the time budget and stop points fall there too)",
+                               positive_int)
     time_budget: float | None = _setting(None, "seconds (> 0); no epoch starts that would end later",
                                          optional_positive_float)
     threads: int | None = _setting(None, "CPU threads per process (torch; accepted and unused by jax)",

@@ -4,8 +4,9 @@
 The loop owns what both frameworks share: the data (:func:`ssdops.diffnet.data.load_data`), the epoch order
 (:func:`ssdops.diffnet.data.permutation`, split over ``trainer.world_size`` processes), the learning-rate
 schedule (:func:`ssdops.diffnet.runs.lr_at`), early stopping, the time budget, ``stop_after``, the files of
-the run directory (``metrics.csv``, best weights, checkpoint every epoch, ``summary.json``; written by the
-``trainer.is_main`` process only) and resume. A trainer owns its model, optimiser, devices and processes.
+the run directory (``metrics.csv``, best weights, checkpoint after every test evaluation - every ``eval_every``
+epochs and after the last -, ``summary.json``; written by the ``trainer.is_main`` process only) and resume.
+A trainer owns its model, optimiser, devices and processes.
 
 Nothing non-finite passes silently: a step whose loss, gradients or updated parameters are not finite, or
 a test evaluation whose loss is not finite, raises :class:`NonFiniteError` naming the epoch and step before
@@ -200,45 +201,57 @@ def _fit(config, trainer, *, resume, stop_after, log):
     train_time = 0.0
     images_seen = 0
     stopped = "epochs"
-    last_epoch_seconds = 0.0
-    epoch = start_epoch
+    last_round_seconds = 0.0
+    epoch = saved_epoch = start_epoch
     final_psnr = None
-    lr = runs.lr_at(step, total_steps, config.lr, config.lr_final)
+
+    def lr_of(step):
+        return runs.lr_at(step, total_steps, config.lr, config.lr_final, halve_every=config.lr_halve_every)
+
+    lr = lr_of(step)
     bs = trainer.batch_images
+    # A round is the epochs up to the next test evaluation (every eval_every-th epoch and the last): the
+    # files are written and the run may stop only at the end of a round, so a checkpoint is a round's end.
+    round_start, round_results, round_images, round_epochs = None, [], 0, 0
     for epoch in range(start_epoch + 1, config.epochs + 1):
-        elapsed = seconds_before + time.perf_counter() - t_start
-        if config.time_budget and epoch > start_epoch + 1 and elapsed + last_epoch_seconds > config.time_budget:
-            stopped, epoch = "time_budget", epoch - 1
-            break
+        if round_start is None:
+            elapsed = seconds_before + time.perf_counter() - t_start
+            if config.time_budget and epoch > start_epoch + 1 and elapsed + last_round_seconds > config.time_budget:
+                stopped, epoch = "time_budget", epoch - 1
+                break
+            round_start, round_results, round_images, round_epochs = time.perf_counter(), [], 0, 0
         t0 = time.perf_counter()
         perm = data.permutation(len(x_train), config.seed, epoch)[rank : per_rank * world : world]
-        results = []
+        round_epochs += 1
+        round_images += len(perm)
         for b in _progress(steps, epoch, config, show=main):
             idx = np.sort(perm[b * bs : (b + 1) * bs])
-            lr = runs.lr_at(step, total_steps, config.lr, config.lr_final)
+            lr = lr_of(step)
             loss, psnr_sum, finite = trainer.step(x_train[idx], y_train[idx], lr)
             step += 1
             if not bool(finite):
                 raise NonFiniteError(f"training diverged at epoch {epoch}, step {step}: non-finite loss, "
                                      f"gradient or parameter (learning rate {lr:.3g}); the run directory "
-                                     f"keeps the checkpoint and weights of epoch {epoch - 1}",
+                                     f"keeps the checkpoint and weights of epoch {saved_epoch}",
                                      epoch=epoch, step=step)
-            results.append((loss, psnr_sum, len(idx)))
+            round_results.append((loss, psnr_sum, len(idx)))
             images_seen += len(idx) * world
-        loss_sum = sum(float(loss) * n for loss, _, n in results)
-        psnr_sum = sum(float(p) for _, p, _ in results)
         train_time += time.perf_counter() - t0
-        train_loss, train_psnr, train_n = trainer.all_reduce([loss_sum, psnr_sum, float(len(perm))])
+        if epoch % config.eval_every and epoch != config.epochs:
+            continue
+        loss_sum = sum(float(loss) * n for loss, _, n in round_results)
+        psnr_sum = sum(float(p) for _, p, _ in round_results)
+        train_loss, train_psnr, train_n = trainer.all_reduce([loss_sum, psnr_sum, float(round_images)])
         test_loss, test_psnr = trainer.evaluate(x_test, y_test)
         if not (math.isfinite(test_loss) and math.isfinite(test_psnr)):
             raise NonFiniteError(f"non-finite test loss {test_loss} / PSNR {test_psnr} after epoch {epoch} "
                                  f"(step {step}); the run directory keeps the checkpoint and weights of epoch "
-                                 f"{epoch - 1}", epoch=epoch, step=step)
+                                 f"{saved_epoch}", epoch=epoch, step=step)
         final_psnr = test_psnr
-        improved = early.update(test_loss, epoch)
+        improved = early.update(test_loss, epoch, epochs=round_epochs)
         if improved:
             best_psnr = test_psnr
-        last_epoch_seconds = time.perf_counter() - t0
+        last_round_seconds, round_start = time.perf_counter() - round_start, None
         seconds = seconds_before + time.perf_counter() - t_start
         if main:
             metrics.append(epoch=epoch, train_loss=train_loss / train_n, test_loss=test_loss,
@@ -251,6 +264,7 @@ def _fit(config, trainer, *, resume, stop_after, log):
             format.write_checkpoint(ckpt_path, tensors, config=trainer.weights()[0], adam_steps=adam_steps,
                                     rng=rng, state={"epoch": epoch, "step": step, "early": early.state(),
                                                     "seconds": seconds, "best_psnr": best_psnr})
+            saved_epoch = epoch
             log(_epoch_message(epoch, train_loss / train_n, train_psnr / train_n, test_loss, test_psnr, lr,
                                seconds))
         if early.should_stop:

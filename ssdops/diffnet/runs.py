@@ -82,13 +82,19 @@ def atomic_write_text(path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def lr_at(step, total_steps, lr, lr_final):
-    r"""Exponential decay from ``lr`` (step 0) to ``lr_final`` (step ``total_steps``):
-    :math:`\mathrm{lr}\,(\mathrm{lr_{final}}/\mathrm{lr})^{\mathrm{step}/\mathrm{total}}`.
+def lr_at(step, total_steps, lr, lr_final, *, halve_every=None):
+    r"""The learning rate of step ``step`` (from 0). By default an exponential decay from ``lr`` (step 0) to
+    ``lr_final`` (step ``total_steps``): :math:`\mathrm{lr}\,(\mathrm{lr_{final}}/\mathrm{lr})^{\mathrm{step}/
+    \mathrm{total}}`. With ``halve_every`` the step schedule of the DiffNet authors' code:
+    :math:`\max(\mathrm{lr}\,2^{-\lfloor \mathrm{step}/\mathrm{halve\_every}\rfloor}, \mathrm{lr_{final}})`.
 
     >>> lr_at(0, 100, 1e-2, 1e-4), round(lr_at(50, 100, 1e-2, 1e-4), 12), round(lr_at(100, 100, 1e-2, 1e-4), 12)
     (0.01, 0.001, 0.0001)
+    >>> [lr_at(s, 100, 4e-3, 1e-3, halve_every=10) for s in (0, 9, 10, 25, 99)]
+    [0.004, 0.004, 0.002, 0.001, 0.001]
     """
+    if halve_every is not None:
+        return max(float(lr) * 0.5 ** (step // halve_every), float(lr_final))
     if total_steps <= 0:
         return float(lr)
     frac = min(max(step / total_steps, 0.0), 1.0)
@@ -298,12 +304,13 @@ class EarlyStopping:
         self.best_epoch = None
         self.bad_epochs = 0
 
-    def update(self, loss, epoch=None) -> bool:
+    def update(self, loss, epoch=None, *, epochs=1) -> bool:
+        """Record the test ``loss`` after ``epoch``, measured ``epochs`` epochs after the previous one."""
         loss = float(loss)
         if loss < self.best - self.min_delta:
             self.best, self.best_epoch, self.bad_epochs = loss, epoch, 0
             return True
-        self.bad_epochs += 1
+        self.bad_epochs += epochs
         return False
 
     @property
