@@ -3,8 +3,9 @@ only (each run's ``config.json`` and ``metrics.csv``; nothing is trained)::
 
     python benchmarks/reproduce.py                  # writes benchmarks/figures/*.png and reproduction.md
 
-- ``deconvolution_psnr.png``: test (and training) PSNR against epoch of ``benchmarks/runs/disks_deconvolution``
-  (paper section 5.1), the paper's 86.24 dB as a line;
+- ``deconvolution_psnr.png``: test (and training) PSNR and the learning rate against epoch of the section 5.1
+  runs (``benchmarks/deconvolution.py``: the paper's text's schedule and the authors' code's), the paper's
+  86.24 dB as a line;
 - ``study.png``: the data-efficiency study (``benchmarks/study.py``, paper section 6.1, Fig. 10): best test
   PSNR against training-set size, DiffNet and U-Net, without noise and with 1 % noise, with the paper's values
   at 90,000 images (section 5.2, the only numbers the paper prints for these curves);
@@ -30,11 +31,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import deconvolution  # noqa: E402
 import study  # noqa: E402
 
 RUNS = os.path.join(HERE, "runs")
 FIGURES = os.path.join(HERE, "figures")
-DECONVOLUTION = "disks_deconvolution"
+#: Colour and label of each deconvolution schedule's curves.
+SCHEDULE_STYLE = {"text": ("tab:blue", "paper's text: 4e-4 -> 1e-6"),
+                  "code": ("tab:red", "authors' code: 4e-3 halved every 10,000 steps")}
 #: Paper section 5.1: train and test PSNR of the 3-layer DiffNet on the disks after ~1000 epochs.
 PAPER_DECONVOLUTION_PSNR = 86.24
 #: Paper section 5.2 (90,000 STL-10 training images): test PSNR per (model, noise); DiffNet's from Fig. 8.
@@ -79,30 +83,38 @@ def best(rows):
 
 
 def deconvolution_figure(runs_dir, figures_dir):
-    """Draw ``deconvolution_psnr.png``; returns the table rows (markdown strings) and notes."""
-    run = read_run(os.path.join(runs_dir, DECONVOLUTION))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    """Draw ``deconvolution_psnr.png`` (test and training PSNR, and the learning rate, against epoch for each
+    schedule of :data:`deconvolution.SCHEDULES`); returns the table rows (markdown strings) and notes."""
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(6.4, 6.4), sharex=True, height_ratios=(2.2, 1))
     ax.axhline(PAPER_DECONVOLUTION_PSNR, color="k", ls="--", lw=1, label=f"paper: {PAPER_DECONVOLUTION_PSNR} dB")
     notes, table = [], []
-    if run is None:
-        notes.append(f"`{DECONVOLUTION}`: missing (no config.json / metrics.csv rows)")
-        ax.text(0.5, 0.5, "run missing", transform=ax.transAxes, ha="center")
-    else:
+    for schedule, (name, _) in deconvolution.SCHEDULES.items():
+        run = read_run(os.path.join(runs_dir, name))
+        if run is None:
+            notes.append(f"`{name}`: missing (no config.json / metrics.csv rows)")
+            continue
         config, rows, summary = run
+        colour, label = SCHEDULE_STYLE[schedule]
         epochs = [r["epoch"] for r in rows]
-        ax.plot(epochs, [r["test_psnr"] for r in rows], color="tab:blue", label="ours, test")
-        ax.plot(epochs, [r["train_psnr"] for r in rows], color="tab:blue", ls=":", lw=1, label="ours, train")
+        ax.plot(epochs, [r["test_psnr"] for r in rows], color=colour, label=f"{label}: test")
+        ax.plot(epochs, [r["train_psnr"] for r in rows], color=colour, ls=":", lw=1, label=f"{label}: train")
+        ax_lr.plot(epochs, [r["lr"] for r in rows], color=colour)
         status = run_status(config, rows, summary)
-        b = best(rows)
-        table.append(f"| deconvolution of disks (5.1), test PSNR [dB] | {b['test_psnr']:.2f} (epoch {b['epoch']:.0f} "
-                     f"of {config['epochs']}, {status}) | {PAPER_DECONVOLUTION_PSNR} (~1000 epochs) |")
+        b, done = best(rows), rows[-1]["epoch"]
+        table.append(f"| deconvolution of disks (5.1), {label}, test PSNR [dB] | {b['test_psnr']:.2f} (epoch "
+                     f"{b['epoch']:.0f} of {config['epochs']}, {status}) | {PAPER_DECONVOLUTION_PSNR} (~1000 epochs) |")
         if status != "finished":
-            notes.append(f"`{DECONVOLUTION}`: unfinished, {len(rows)} of {config['epochs']} epochs")
-    ax.set_xlabel("epoch")
+            notes.append(f"`{name}`: unfinished, {done:.0f} of {config['epochs']} epochs")
+    if not ax_lr.lines:
+        ax.text(0.5, 0.5, "runs missing", transform=ax.transAxes, ha="center")
     ax.set_ylabel("PSNR [dB]")
     ax.set_title("Deconvolution of disks (paper section 5.1)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=8)
+    ax_lr.set_yscale("log")
+    ax_lr.set_xlabel("epoch (64 Adam steps)")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(os.path.join(figures_dir, "deconvolution_psnr.png"), dpi=120)
     plt.close(fig)
@@ -185,10 +197,11 @@ def study_figures(study_dir, figures_dir):
                 config, rows, summary = found[key]
                 b = best(rows)
                 status = run_status(config, rows, summary)
+                done = rows[-1]["epoch"]
                 table.append(f"| PM inversion, {LABELS[model]}, noise {noise:.0%}, {n} images, test PSNR [dB] | "
-                             f"{b['test_psnr']:.2f} (epoch {b['epoch']:.0f}; {len(rows)} epochs run, {status}) | - |")
+                             f"{b['test_psnr']:.2f} (epoch {b['epoch']:.0f}; {done:.0f} epochs run, {status}) | - |")
                 if status != "finished":
-                    notes.append(f"`study/{study.Run(model, n, noise).name}`: unfinished, {len(rows)} of "
+                    notes.append(f"`study/{study.Run(model, n, noise).name}`: unfinished, {done:.0f} of "
                                  f"{config['epochs']} epochs")
             table.append(f"| PM inversion, {LABELS[model]}, noise {noise:.0%}, paper's {PAPER_TRAIN_SIZE:,} STL-10 "
                          f"images, test PSNR [dB] | - | {PAPER_PM_INVERSE[(model, noise)]} |")

@@ -136,10 +136,11 @@ def state(run_dir):
     return "new"
 
 
-def command(run, run_dir, *, seconds_left, resume, python=sys.executable):
-    """The training command of ``run`` in ``run_dir`` with ``seconds_left`` of the budget."""
+def command(settings, run_dir, *, seconds_left, resume, python=sys.executable):
+    """The training command of the run with the flags ``settings`` in ``run_dir``, with ``seconds_left`` of
+    the budget: one thread, ``--resume`` when ``resume``; a run directory without a checkpoint restarts."""
     budget = _last_seconds(run_dir) + seconds_left if resume else seconds_left
-    cmd = [python, "-m", "diffnet_torch.cli", "train", *run.settings(), "--threads", "1", "--quiet",
+    cmd = [python, "-m", "diffnet_torch.cli", "train", *settings, "--threads", "1", "--quiet",
            "--time-budget", f"{max(budget, 1.0):.0f}", "--out", run_dir]
     if resume:
         return cmd + ["--resume"]
@@ -183,7 +184,7 @@ def main(argv=None):
         if now == "finished":
             print(head, flush=True)
             continue
-        cmd = command(run, run_dir, seconds_left=left, resume=now == "partial")
+        cmd = command(run.settings(), run_dir, seconds_left=left, resume=now == "partial")
         if args.dry_run:
             print(head + "\n    " + shlex.join(cmd), flush=True)
             continue

@@ -31,11 +31,13 @@ def _load(name):
 
 
 study = _load("study")
+deconvolution = _load("deconvolution")
 reproduce = _load("reproduce")
 
 
-def _fake_run(run_dir, *, epochs_planned, psnrs, stopped=None, **config):
-    """A run directory with config.json, metrics.csv (one row per PSNR) and optionally summary.json."""
+def _fake_run(run_dir, *, epochs_planned, psnrs, stopped=None, every=1, **config):
+    """A run directory with config.json, metrics.csv (one row per PSNR, after every ``every``-th epoch) and
+    optionally summary.json."""
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump({"epochs": epochs_planned, **config}, f)
@@ -43,7 +45,7 @@ def _fake_run(run_dir, *, epochs_planned, psnrs, stopped=None, **config):
         w = csv.writer(f)
         w.writerow(["epoch", "train_loss", "test_loss", "train_psnr", "test_psnr", "lr", "seconds"])
         for i, p in enumerate(psnrs, 1):
-            w.writerow([i, 10 ** (-p / 10), 10 ** (-p / 10), p + 1, p, 1e-3, 10.0 * i])
+            w.writerow([i * every, 10 ** (-p / 10), 10 ** (-p / 10), p + 1, p, 1e-3, 10.0 * i])
     if stopped is not None:
         with open(os.path.join(run_dir, "summary.json"), "w") as f:
             json.dump({"stopped": stopped}, f)
@@ -62,6 +64,7 @@ def test_reproduce_draws_figures_and_table_from_run_directories(tmp_path):
     _fake_run(runs / "study" / "diffnet_n10_noise0", epochs_planned=3, psnrs=[20.0, 27.5, 27.0])
     _fake_run(runs / "study" / "unet_n100_noise0.01", epochs_planned=50, psnrs=[18.0, 22.25], stopped="early_stopping")
     _fake_run(runs / "study" / "diffnet_n100_noise0", epochs_planned=50, psnrs=[19.0, 23.75])   # still running
+    _fake_run(runs / "disks_deconvolution_code_schedule", epochs_planned=1000, psnrs=[30.0, 50.5, 50.25], every=5)
     figures = tmp_path / "figures"
     notes = reproduce.reproduce(runs_dir=str(runs), figures_dir=str(figures))
 
@@ -71,6 +74,8 @@ def test_reproduce_draws_figures_and_table_from_run_directories(tmp_path):
     table = (figures / "reproduction.md").read_text()
     # best test PSNR = the epoch of the lowest test loss, next to the paper's value
     assert "| 41.50 (epoch 3 of 1000, unfinished) | 86.24 (~1000 epochs) |" in table
+    assert "authors' code: 4e-3 halved every 10,000 steps, test PSNR [dB] | 50.50 (epoch 10 of 1000" in table
+    assert "`disks_deconvolution_code_schedule`: unfinished, 15 of 1000 epochs" in notes
     assert "DiffNet, noise 0%, 10 images, test PSNR [dB] | 27.50 (epoch 2; 3 epochs run, finished)" in table
     assert "U-Net, noise 1%, 100 images, test PSNR [dB] | 22.25 (epoch 2; 2 epochs run, finished)" in table
     assert "DiffNet, noise 0%, 100 images, test PSNR [dB] | 23.75 (epoch 2; 2 epochs run, unfinished)" in table
@@ -86,7 +91,31 @@ def test_reproduce_tolerates_no_runs_at_all(tmp_path, capsys):
     assert reproduce.main(["--runs", str(tmp_path / "none"), "--figures", str(tmp_path / "fig")]) == 0
     out = capsys.readouterr().out
     assert "`disks_deconvolution`: missing" in out and "`study/unet_n10_noise0`: missing" in out
+    assert "`disks_deconvolution_code_schedule`: missing" in out
     assert (tmp_path / "fig" / "study.png").is_file() and (tmp_path / "fig" / "reproduction.md").is_file()
+
+
+def test_deconvolution_runs_start_resume_and_skip(tmp_path, capsys):
+    """benchmarks/deconvolution.py: the section 5.1 protocol with each schedule's flags, a valid `diffnet-torch
+    train` command; a run with a checkpoint resumes, a finished one is skipped; --dry-run writes nothing."""
+    from diffnet_torch.cli import build_parser
+
+    out = tmp_path / "runs"
+    assert deconvolution.main(["code", "--dry-run", "--budget", "500", "--out", str(out)]) == 0
+    cmd = shlex.split(capsys.readouterr().out.splitlines()[-1])
+    args = build_parser()[0].parse_args(cmd[3:])
+    assert (args.lr, args.lr_halve_every, args.lr_final, args.epochs, args.layers) == (4e-3, 10000, 1e-6, 1000, 3)
+    assert (args.train_size, args.test_size, args.image_size, args.batch_size) == (1024, 128, 64, 16)
+    assert args.threads == 1 and not args.resume and args.time_budget == 500 and not out.exists()
+    run_dir = out / "disks_deconvolution_code_schedule"
+    _fake_run(run_dir, epochs_planned=1000, psnrs=[30.0, 31.0])
+    (run_dir / "checkpoint.safetensors").write_bytes(b"")
+    assert deconvolution.main(["code", "--dry-run", "--budget", "500", "--out", str(out)]) == 0
+    cmd = shlex.split(capsys.readouterr().out.splitlines()[-1])
+    assert "--resume" in cmd and float(cmd[cmd.index("--time-budget") + 1]) == pytest.approx(20 + 500, abs=1)
+    _fake_run(out / "disks_deconvolution", epochs_planned=2, psnrs=[30.0, 31.0], stopped="epochs")
+    assert deconvolution.main(["text", "--budget", "500", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip().endswith("disks_deconvolution: finished")
 
 
 def test_study_plan_sizes_order_and_schedules():
