@@ -5,6 +5,10 @@ test runs in the namespace given by the ``xp`` fixture (tests/conftest.py), and 
 its results back for comparison. ``assert_close`` compares values and also checks that a result
 kept the namespace, dtype and device of the input it was computed from.
 """
+import importlib.util
+import os
+import sys
+
 import array_api_compat
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +21,24 @@ NINE = FIVE + ((-1, -1), (-1, 1), (1, -1), (1, 1))
 # a non-standard stencil reaching 3 pixels: most of it points outside grids of side <= 3
 WIDE = ((0, 3), (-3, 0), (2, -2), (0, 0))
 BCS = ("neumann", "dirichlet")
+
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+def load_benchmark(name):
+    """The script ``benchmarks/<name>.py`` (not a package module) imported as the module ``name``: registered
+    in ``sys.modules`` (dataclasses look their module up there), with ``benchmarks/`` on ``sys.path`` while it
+    loads (scripts import each other by name: reproduce imports study)."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(BENCHMARKS, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(BENCHMARKS)
 
 
 # --------------------------------------------------------------------------- arrays

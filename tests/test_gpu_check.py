@@ -2,7 +2,6 @@
 command lines of the real run checked against the parsers of the tools they call (those tools change;
 the real run only happens on a GPU machine, where a wrong flag would waste the lease)."""
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -12,21 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from support import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load(path, name):
-    """The script at ``path`` (a benchmark, not a package module) imported as ``name``."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    return load("benchmarks/gpu_check.py", "gpu_check")
+    return load_benchmark("gpu_check")
 
 
 def real_steps(gpu_check, tmp_path):
@@ -65,7 +57,7 @@ def test_real_run_flags_exist(gpu_check, tmp_path, monkeypatch):
     parsed = diffnet_cli.build_parser()[0].parse_args(argv[3:])
     assert (parsed.model, parsed.task, parsed.time_budget) == ("diffnet", "deconvolution", 180.0)
 
-    throughput = load("benchmarks/train_throughput.py", "train_throughput")
+    throughput = load_benchmark("train_throughput")
     seen = []
     monkeypatch.setattr(throughput, "run", lambda args: seen.append(args) or [])
     for name in ("throughput_torch", "throughput_jax"):

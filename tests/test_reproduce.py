@@ -4,35 +4,20 @@ benchmarks/study.py's plan (runs, order, commands, skip and resume) is what it s
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shlex
-import sys
 
 import numpy as np
 import pytest
 
+from support import load_benchmark
+
 pytest.importorskip("matplotlib")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load(name):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module     # dataclasses look their module up; reproduce imports study by name
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.pop(0)
-
-
-study = _load("study")
-deconvolution = _load("deconvolution")
-reproduce = _load("reproduce")
+study = load_benchmark("study")
+deconvolution = load_benchmark("deconvolution")
+reproduce = load_benchmark("reproduce")
 
 
 def _fake_run(run_dir, *, epochs_planned, psnrs, stopped=None, every=1, **config):

@@ -2,22 +2,16 @@
 within 0.5 dB), measured by ``benchmarks/ship_weights.py``'s own evaluation."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 
 import pytest
 
+from support import load_benchmark
+
 pytest.importorskip("torch")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _ship_weights():
-    spec = importlib.util.spec_from_file_location("ship_weights", os.path.join(ROOT, "benchmarks", "ship_weights.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _stated(name):
@@ -31,7 +25,7 @@ def _stated(name):
 
 
 def test_shipped_deconvolution_weights_give_the_stated_psnr():
-    ship = _ship_weights()
+    ship = load_benchmark("ship_weights")
     name = ship.SHIPPED["deconvolution"][0]
     assert os.path.isfile(os.path.join(ship.WEIGHTS_DIR, f"{name}.safetensors"))
     stated, count = _stated(name)
