@@ -706,7 +706,9 @@ class Kernel:
 
     A case outside the declaration never reaches the kernel; a kernel may also decline a case it finds
     out about late by returning ``NotImplemented`` (the generic code then runs). It never raises for a case
-    it lacks.
+    it lacks. ``native``: the kernel runs the compiled CPU kernels of ``backends/native/``;
+    ``numpy_on_host``: the cases in which it hands its arrays' memory to NumPy's kernel (``ssdops bench``
+    names what runs each kernel from these two).
     """
 
     operation: str
@@ -716,6 +718,8 @@ class Kernel:
     dtypes: tuple[str, ...] | None = None
     bcs: tuple[str, ...] | None = None
     diffusivities: tuple[str, ...] | None = None
+    native: bool = False
+    numpy_on_host: str | None = None
 
     def accepts(self, ndim: int, dtype: Any = None, bc: str | None = None, diffusivity: str | None = None) -> bool:
         """Whether the case (grid dimension, dtype, boundary condition, diffusivity name) is declared."""
@@ -735,7 +739,8 @@ _REGISTRY: dict[tuple[str, str], Kernel] = {}
 
 def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tuple[int, ...] = (1, 2, 3),
              dtypes: tuple[str, ...] | None = None, bcs: tuple[str, ...] | None = None,
-             diffusivities: tuple[str, ...] | None = None) -> None:
+             diffusivities: tuple[str, ...] | None = None, native: bool = False,
+             numpy_on_host: str | None = None) -> None:
     r"""Register ``kernel`` as the fast path of operation ``name`` for ``library``, for the cases declared.
 
     One registration per (operation, library); registering the same kernel again is allowed.
@@ -752,6 +757,10 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
         The grid dimensions the kernel takes.
     dtypes, bcs, diffusivities : tuple of str, optional
         The dtype names (``"float32"``), boundary conditions and diffusivity names it takes (default: all).
+    native : bool, default False
+        Whether the kernel runs the compiled CPU kernels of ``backends/native/``.
+    numpy_on_host : str, optional
+        When the kernel hands its arrays' memory to NumPy's kernel (for example ``"each chunk"``).
 
     Raises
     ------
@@ -789,7 +798,8 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
     previous = _REGISTRY.get((name, library))
     if previous is not None and previous.function is not kernel:
         raise ValueError(f"{name!r} already has a kernel for {library!r}: {previous.function!r}")
-    _REGISTRY[(name, library)] = Kernel(name, library, kernel, tuple(ndims), dtypes, bcs, diffusivities)
+    _REGISTRY[(name, library)] = Kernel(name, library, kernel, tuple(ndims), dtypes, bcs, diffusivities, native,
+                                        numpy_on_host)
 
 
 def lookup(name: str, xp: Any, ndim: int = 2, *, dtype: Any = None, bc: str | None = None,
@@ -938,10 +948,10 @@ def registered(library: str | None = None) -> dict[tuple[str, str], Callable[...
     Notes
     -----
     The keys are the pairs :math:`(\mathrm{operation}, \mathrm{library})` of :func:`register`; a backend is
-    loaded on demand, so without ``library`` only the backends used so far are listed. A NumPy kernel (also
-    run by PyTorch's CPU and dask's kernels) has the attribute ``native``: ``True`` when it runs the compiled
-    CPU kernels of ``backends/native/`` (built at install when a C++17 compiler was found; otherwise
-    ``ssdops.backends._native.REASON`` says why not), ``False`` when it runs its pure-NumPy code.
+    loaded on demand, so without ``library`` only the backends used so far are listed. Whether a kernel runs
+    the compiled CPU kernels of ``backends/native/`` (built at install when a C++17 compiler was found;
+    otherwise ``ssdops.backends._native.REASON`` says why not) is its record's ``native``
+    (:func:`declarations`).
 
     References
     ----------

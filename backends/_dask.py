@@ -197,6 +197,4 @@ for _name, _kernel in (
     ("perona_malik_step", perona_malik_step),
     ("implicit_solve", implicit_solve),
 ):
-    if _name != "implicit_solve":  # ``kernel.numpy_on_host``: when the kernel runs NumPy's (``ssdops bench``)
-        setattr(_kernel, "numpy_on_host", "each chunk")  # noqa: B010 - mypy: a function
-    register(_name, "dask", _kernel, ndims=(2,))
+    register(_name, "dask", _kernel, ndims=(2,), numpy_on_host=None if _name == "implicit_solve" else "each chunk")

@@ -459,7 +459,5 @@ ADAPTER = NumpyAdapter("numpy")
 
 for _name, _kernel in (("ssd_apply", ssd_apply), ("ssd_apply_transpose", ssd_apply_transpose),
                       ("filter_step", filter_step), ("perona_malik_step", perona_malik_step)):
-    # ``kernel.native``: whether the kernel runs the compiled CPU kernels; ``_native.REASON`` says why not
-    # when the library is absent.
-    setattr(_kernel, "native", _native.AVAILABLE and _name in NATIVE_OPERATIONS)  # noqa: B010 - mypy: a function
-    register(_name, "numpy", _kernel)
+    # ``_native.REASON`` says why the compiled kernels are absent when they are
+    register(_name, "numpy", _kernel, native=_native.AVAILABLE and _name in NATIVE_OPERATIONS)

@@ -495,7 +495,5 @@ ADAPTER = TorchAdapter("torch")
 _ON_HOST: dict[str, Any] = {"ssd_apply": ssd_apply, "ssd_apply_transpose": ssd_apply_transpose,
                             "filter_step": filter_step, "perona_malik_step": perona_malik_step}
 for _operation, _function in _ON_HOST.items():
-    # ``numpy_on_host``: when the kernel runs NumPy's (``ssdops bench`` reports it).
-    setattr(_function, "numpy_on_host", "CPU tensors without autograd")  # noqa: B010 - mypy: a function
-    register(_operation, "torch", _function)
+    register(_operation, "torch", _function, numpy_on_host="CPU tensors without autograd")
 register("implicit_solve", "torch", implicit_solve, ndims=(2,))

@@ -341,7 +341,7 @@ def test_library_state_is_reported():
         assert _native.REASON is None and _native.LIBRARY is not None and _native.LIBRARY.is_file()
     else:
         assert isinstance(_native.REASON, str) and _native.REASON
-    kernels = backends.registered("numpy")
+    kernels = backends.declarations("numpy")
     for operation in ("ssd_apply", "ssd_apply_transpose", "filter_step", "perona_malik_step"):
         expected = _native.AVAILABLE and operation in _numpy.NATIVE_OPERATIONS
         assert kernels[(operation, "numpy")].native is expected, operation

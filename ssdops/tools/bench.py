@@ -279,19 +279,19 @@ def machine_info(found=None):
 
 
 def kernels_in_use():
-    """``{"operation[library]": what runs it}`` for every kernel loaded so far: ``"compiled C++"`` where a
-    kernel runs the native CPU library (its ``native`` attribute, :func:`ssdops.backends.registered`),
-    ``"compiled C++ (<when>)"`` where a kernel hands NumPy's native kernel its arrays' memory in the cases its
-    ``numpy_on_host`` attribute names (PyTorch's CPU tensors, dask's chunks), else ``"array library"`` (the
-    library's own calls, or NumPy's blocked pure-Python kernels)."""
-    kernels = registry.registered()
+    """``{"operation[library]": what runs it}`` for every kernel loaded so far, from its record
+    (:func:`ssdops.backends.declarations`): ``"compiled C++"`` where a kernel runs the native CPU library
+    (``native``), ``"compiled C++ (<when>)"`` where a kernel hands NumPy's native kernel its arrays' memory in
+    the cases its ``numpy_on_host`` names (PyTorch's CPU tensors, dask's chunks), else ``"array library"``
+    (the library's own calls, or NumPy's blocked pure-Python kernels)."""
+    kernels = registry.declarations()
 
     def runs(name, kernel):
-        if getattr(kernel, "native", False):
+        if kernel.native:
             return "compiled C++"
-        when = getattr(kernel, "numpy_on_host", None)
-        if when and getattr(kernels.get((name, "numpy")), "native", False):
-            return f"compiled C++ ({when})"
+        numpy_kernel = kernels.get((name, "numpy"))
+        if kernel.numpy_on_host and numpy_kernel is not None and numpy_kernel.native:
+            return f"compiled C++ ({kernel.numpy_on_host})"
         return "array library"
 
     return {f"{name}[{library}]": runs(name, kernel) for (name, library), kernel in sorted(kernels.items())}
