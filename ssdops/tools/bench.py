@@ -375,43 +375,48 @@ def _function(op):
     raise ValueError(f"unknown op {op!r}: use some of {OPS}")
 
 
+def _medpy_call(u):
+    from medpy.filter.smoothing import anisotropic_diffusion
+
+    return lambda: anisotropic_diffusion(u, niter=1, kappa=0.2, gamma=0.1, option=2)
+
+
+def _simpleitk_call(u):
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(u)
+    return lambda: sitk.GradientAnisotropicDiffusion(image, timeStep=0.0625, conductanceParameter=0.2,
+                                                     numberOfIterations=1)
+
+
+def _opencv_call(u):
+    import cv2
+
+    diffuse = cv2.ximgproc.anisotropicDiffusion    # AttributeError: an OpenCV without the contrib modules
+    rgb = np.repeat((np.clip(u, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    return lambda: diffuse(rgb, PM_STEP_ARGS["dt"], PM_STEP_ARGS["lam"] * 255, 1)
+
+
+#: The peers timed next to each operation, ``{op: {peer: factory}}``: ``factory(u)`` returns a call making one
+#: anisotropic diffusion iteration of the image or volume ``u`` on the host (ImportError or AttributeError:
+#: the peer is not installed); each gives a record the field ``<peer>_ms``. Volumes:
+#: ``medpy.filter.smoothing.anisotropic_diffusion`` and SimpleITK's ``GradientAnisotropicDiffusion`` (float32
+#: as ours). Images: OpenCV's ``ximgproc.anisotropicDiffusion``, which takes 8-bit 3-channel images only:
+#: ``u`` scaled to [0, 255] and repeated to three channels (3 bytes a pixel where ours reads 4; OpenCV's own
+#: threads).
+PEERS = {"perona_malik_step": {"opencv": _opencv_call},
+         "perona_malik_step_3d": {"medpy": _medpy_call, "simpleitk": _simpleitk_call}}
+
+
 def _peer_calls(op, u):
-    """``{peer: call}``: one anisotropic diffusion iteration of the image or volume ``u`` by the peers of
-    ``op`` that are installed, on the host. Volumes: ``medpy.filter.smoothing.anisotropic_diffusion`` and
-    SimpleITK's ``GradientAnisotropicDiffusion`` (float32 as ours). Images: OpenCV's
-    ``ximgproc.anisotropicDiffusion``, which takes 8-bit 3-channel images only: ``u`` scaled to [0, 255]
-    and repeated to three channels (3 bytes a pixel where ours reads 4; OpenCV's own threads)."""
+    """``{peer: call}`` of the peers of ``op`` (:data:`PEERS`) that are installed."""
     found = {}
-    if op == "perona_malik_step_3d":
+    for peer, factory in PEERS.get(op, {}).items():
         try:
-            from medpy.filter.smoothing import anisotropic_diffusion
-
-            found["medpy"] = lambda: anisotropic_diffusion(u, niter=1, kappa=0.2, gamma=0.1, option=2)
-        except ImportError:
+            found[peer] = factory(u)
+        except (ImportError, AttributeError):
             pass
-        try:
-            import SimpleITK as sitk
-
-            image = sitk.GetImageFromArray(u)
-            found["simpleitk"] = lambda: sitk.GradientAnisotropicDiffusion(
-                image, timeStep=0.0625, conductanceParameter=0.2, numberOfIterations=1)
-        except ImportError:
-            pass
-    elif op == "perona_malik_step":
-        try:
-            import cv2
-
-            diffuse = cv2.ximgproc.anisotropicDiffusion
-        except (ImportError, AttributeError):  # no OpenCV, or one without the contrib modules
-            pass
-        else:
-            rgb = np.repeat((np.clip(u, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
-            found["opencv"] = lambda: diffuse(rgb, PM_STEP_ARGS["dt"], PM_STEP_ARGS["lam"] * 255, 1)
     return found
-
-
-#: The peers timed next to each operation (``_peer_calls``): the ``<peer>_ms`` fields of a record.
-PEERS = {"perona_malik_step": ("opencv",), "perona_malik_step_3d": ("medpy", "simpleitk")}
 
 
 def _peer_seconds(op, arrays, batch, repeats):
@@ -521,7 +526,7 @@ def run(*, ops=OPS, backends=("numpy", "torch", "jax", "cupy"), sizes=DEFAULT_SI
                                   gbps=None, floor_ms=None, floor_ratio=None, scipy_ms=None,
                                   speedup_scipy=None, generic_ms=None, speedup_generic=None, generic_timed=False,
                                   kernels=[], speedup_peers=None, samples=0, skipped=None, error=None,
-                                  **{f"{peer}_ms": None for peer in PEERS.get(op, ())})
+                                  **{f"{peer}_ms": None for peer in PEERS.get(op, {})})
                     if max_bytes is not None and working_set > max_bytes:
                         record["skipped"] = (f"working set {_format_bytes(working_set)} > --max-bytes "
                                              f"{_format_bytes(max_bytes)}")
