@@ -743,7 +743,8 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
              numpy_on_host: str | None = None) -> None:
     r"""Register ``kernel`` as the fast path of operation ``name`` for ``library``, for the cases declared.
 
-    One registration per (operation, library); registering the same kernel again is allowed.
+    One registration per (operation, library); registering the same kernel with the same declaration again
+    is allowed.
 
     Parameters
     ----------
@@ -765,8 +766,8 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
     Raises
     ------
     ValueError
-        For an unknown ``name`` or ``library``, or a different kernel registered before for
-        (``name``, ``library``).
+        For an unknown ``name`` or ``library``, or a different kernel (or the same one declared otherwise)
+        registered before for (``name``, ``library``).
 
     See Also
     --------
@@ -798,8 +799,10 @@ def register(name: str, library: str, kernel: Callable[..., Any], *, ndims: tupl
     previous = _REGISTRY.get((name, library))
     if previous is not None and previous.function is not kernel:
         raise ValueError(f"{name!r} already has a kernel for {library!r}: {previous.function!r}")
-    _REGISTRY[(name, library)] = Kernel(name, library, kernel, tuple(ndims), dtypes, bcs, diffusivities, native,
-                                        numpy_on_host)
+    record = Kernel(name, library, kernel, tuple(ndims), dtypes, bcs, diffusivities, native, numpy_on_host)
+    if previous is not None and previous != record:
+        raise ValueError(f"{name!r} for {library!r} is registered already, declared otherwise: {previous!r}")
+    _REGISTRY[(name, library)] = record
 
 
 def lookup(name: str, xp: Any, ndim: int = 2, *, dtype: Any = None, bc: str | None = None,

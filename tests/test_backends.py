@@ -132,7 +132,11 @@ def test_registry_keys_are_libraries():
     fast = kernel("ssd_apply", np)
     with pytest.raises(ValueError, match="already has a kernel"):
         backends.register("ssd_apply", "numpy", print)
-    backends.register("ssd_apply", "numpy", fast)  # the same kernel again is fine
+    record = backends.declarations("numpy")[("ssd_apply", "numpy")]
+    with pytest.raises(ValueError, match="declared otherwise"):   # it would drop what the record says
+        backends.register("ssd_apply", "numpy", fast, ndims=(2,), native=record.native)
+    backends.register("ssd_apply", "numpy", fast, native=record.native)  # the same kernel and declaration: fine
+    assert backends.declarations("numpy")[("ssd_apply", "numpy")] == record
 
 
 def test_use_generic_is_a_context_manager_per_thread():
