@@ -11,10 +11,10 @@ test loss has not improved for a fifth of its epochs (``--patience``, at least 5
 about 60 times a run (``--eval-every``: every 5th epoch at 10 images, every 2nd at 100; the DiffNet runs at
 10 and 100 images, made before that setting, evaluated every epoch).
 
-Each run is a run directory ``benchmarks/runs/study/<name>`` written by ``diffnet-torch train`` (one thread;
-the study inherits its priority, start it with ``nice -n 19``). The runs go cheapest first (estimated cost);
-a finished run (``summary.json`` saying it stopped for its epochs or early stopping) is skipped, an unfinished
-one is continued with ``--resume``, so successive calls continue the study::
+Each run is a run directory ``benchmarks/runs/study/<name>`` written by ``diffnet-torch train`` (one thread,
+``--threads`` more; the study inherits its priority, start it with ``nice -n 19``). The runs go cheapest first
+(estimated cost); a finished run (``summary.json`` saying it stopped for its epochs or early stopping) is
+skipped, an unfinished one is continued with ``--resume``, so successive calls continue the study::
 
     nohup nice -n 19 python benchmarks/study.py --budget 30000 > study.log 2>&1 &
     python benchmarks/study.py --dry-run          # the plan: runs, order, commands; trains nothing
@@ -136,11 +136,12 @@ def state(run_dir):
     return "new"
 
 
-def command(settings, run_dir, *, seconds_left, resume, python=sys.executable):
+def command(settings, run_dir, *, seconds_left, resume, threads=1, python=sys.executable):
     """The training command of the run with the flags ``settings`` in ``run_dir``, with ``seconds_left`` of
-    the budget: one thread, ``--resume`` when ``resume``; a run directory without a checkpoint restarts."""
+    the budget: ``threads`` threads, ``--resume`` when ``resume``; a run directory without a checkpoint
+    restarts."""
     budget = _last_seconds(run_dir) + seconds_left if resume else seconds_left
-    cmd = [python, "-m", "diffnet_torch.cli", "train", *settings, "--threads", "1", "--quiet",
+    cmd = [python, "-m", "diffnet_torch.cli", "train", *settings, "--threads", str(threads), "--quiet",
            "--time-budget", f"{max(budget, 1.0):.0f}", "--out", run_dir]
     if resume:
         return cmd + ["--resume"]
@@ -157,10 +158,14 @@ def main(argv=None):
     p.add_argument("--sizes", default=",".join(map(str, SIZES)), help="training-set sizes, comma-separated")
     p.add_argument("--noises", default=",".join(f"{x:g}" for x in NOISES), help="noise levels, comma-separated")
     p.add_argument("--models", default=",".join(MODELS), help="models, comma-separated")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads per run (default 1; 2 runs the U-Net at 100 images within a session here)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (runs, state, commands); train nothing")
     args = p.parse_args(argv)
     if args.budget <= 0:
         p.error(f"--budget {args.budget:g} must be > 0")
+    if args.threads < 1:
+        p.error(f"--threads {args.threads} must be >= 1")
     try:
         sizes = tuple(int(s) for s in args.sizes.split(","))
         noises = tuple(float(s) for s in args.noises.split(","))
@@ -184,7 +189,7 @@ def main(argv=None):
         if now == "finished":
             print(head, flush=True)
             continue
-        cmd = command(run.settings(), run_dir, seconds_left=left, resume=now == "partial")
+        cmd = command(run.settings(), run_dir, seconds_left=left, resume=now == "partial", threads=args.threads)
         if args.dry_run:
             print(head + "\n    " + shlex.join(cmd), flush=True)
             continue
@@ -194,7 +199,7 @@ def main(argv=None):
                   " s): it and the runs after it wait for the next call", flush=True)
             return 0
         print(head + f"; {left:.0f} s of the budget left\n    " + shlex.join(cmd), flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
         rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         print(f"{run.name}: exit status {rc}, now {state(run_dir)}", flush=True)
         if rc != 0:    # a run that fails is reported and the study goes on with the others

@@ -152,6 +152,17 @@ def test_study_dry_run_commands_skip_and_resume(tmp_path, capsys):
                                                    "test_sources", "epochs", "lr", "lr_final", "patience")})
 
 
+def test_study_threads_reach_every_command(tmp_path, capsys):
+    """--threads sets the trainer's --threads of every run; fewer than one is refused before anything runs."""
+    out = tmp_path / "study"
+    assert study.main(["--dry-run", "--threads", "2", "--out", str(out)]) == 0
+    commands = [shlex.split(line) for line in capsys.readouterr().out.splitlines() if line.startswith("    ")]
+    assert len(commands) == 16 and all(cmd[cmd.index("--threads") + 1] == "2" for cmd in commands)
+    with pytest.raises(SystemExit):
+        study.main(["--dry-run", "--threads", "0", "--out", str(out)])
+    assert "--threads 0 must be >= 1" in capsys.readouterr().err and not out.exists()
+
+
 def test_study_without_enough_budget_trains_nothing(tmp_path, capsys):
     assert study.main(["--budget", "30", "--out", str(tmp_path / "study")]) == 0
     assert "budget spent (30 s left" in capsys.readouterr().out and not (tmp_path / "study").exists()
