@@ -212,18 +212,16 @@ def _fit(config, trainer, *, resume, stop_after, log):
     bs = trainer.batch_images
     # A round is the epochs up to the next test evaluation (every eval_every-th epoch and the last): the
     # files are written and the run may stop only at the end of a round, so a checkpoint is a round's end.
-    round_start, round_results, round_images, round_epochs = None, [], 0, 0
+    round_start, round_results, evaluated_epoch = None, [], start_epoch
     for epoch in range(start_epoch + 1, config.epochs + 1):
         if round_start is None:
             elapsed = seconds_before + time.perf_counter() - t_start
             if config.time_budget and epoch > start_epoch + 1 and elapsed + last_round_seconds > config.time_budget:
                 stopped, epoch = "time_budget", epoch - 1
                 break
-            round_start, round_results, round_images, round_epochs = time.perf_counter(), [], 0, 0
+            round_start, round_results = time.perf_counter(), []
         t0 = time.perf_counter()
         perm = data.permutation(len(x_train), config.seed, epoch)[rank : per_rank * world : world]
-        round_epochs += 1
-        round_images += len(perm)
         for b in _progress(steps, epoch, config, show=main):
             idx = np.sort(perm[b * bs : (b + 1) * bs])
             lr = lr_of(step)
@@ -241,14 +239,16 @@ def _fit(config, trainer, *, resume, stop_after, log):
             continue
         loss_sum = sum(float(loss) * n for loss, _, n in round_results)
         psnr_sum = sum(float(p) for _, p, _ in round_results)
-        train_loss, train_psnr, train_n = trainer.all_reduce([loss_sum, psnr_sum, float(round_images)])
+        images = sum(n for _, _, n in round_results)
+        train_loss, train_psnr, train_n = trainer.all_reduce([loss_sum, psnr_sum, float(images)])
         test_loss, test_psnr = trainer.evaluate(x_test, y_test)
         if not (math.isfinite(test_loss) and math.isfinite(test_psnr)):
             raise NonFiniteError(f"non-finite test loss {test_loss} / PSNR {test_psnr} after epoch {epoch} "
                                  f"(step {step}); the run directory keeps the checkpoint and weights of epoch "
                                  f"{saved_epoch}", epoch=epoch, step=step)
         final_psnr = test_psnr
-        improved = early.update(test_loss, epoch, epochs=round_epochs)
+        improved = early.update(test_loss, epoch, epochs=epoch - evaluated_epoch)
+        evaluated_epoch = epoch
         if improved:
             best_psnr = test_psnr
         last_round_seconds, round_start = time.perf_counter() - round_start, None
