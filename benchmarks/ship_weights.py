@@ -50,6 +50,8 @@ def source_run(which):
     """The shipped file's name and the directory of the run ``which`` ships from."""
     name, run_dir = SHIPPED[which]
     return name, run_dir()
+
+
 #: The seed of the newly drawn evaluation data.
 SEED = 20_261_204
 COUNT = 512
@@ -76,7 +78,8 @@ def shipped_psnr(which, *, count=COUNT, seed=SEED):
 
 
 def ship(which):
-    """Copy the run's best weights to the package, atomically, after loading them."""
+    """Copy the run's best weights to the package, atomically, after loading them. Returns the shipped file and
+    the run it came from."""
     from diffnet_torch import load_weights
     from ssdops.diffnet import runs
 
@@ -86,7 +89,7 @@ def ship(which):
     target = os.path.join(WEIGHTS_DIR, f"{name}.safetensors")
     with open(source, "rb") as f:
         runs.atomic_write_bytes(target, f.read())
-    return target
+    return target, run_dir
 
 
 def main(argv=None):
@@ -97,7 +100,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=SEED, help=f"their seed (default {SEED})")
     args = parser.parse_args(argv)
     if not args.check:
-        print(f"shipped {ship(args.which)} from {source_run(args.which)[1]}")
+        target, run_dir = ship(args.which)
+        print(f"shipped {target} from {run_dir}")
     psnr = shipped_psnr(args.which, count=args.count, seed=args.seed)
     print(f"{SHIPPED[args.which][0]}: {psnr:.2f} dB mean PSNR on {args.count} newly drawn images (seed {args.seed})")
     return 0

@@ -44,10 +44,12 @@ def _digest(path):
 def test_shipped_weights_are_the_best_weights_of_their_source_run(which):
     """A run that finished after the last ``ship_weights.py`` (a larger finished 1 % noise study run, or a
     retrained deconvolution) fails here until its weights are shipped: the package never lags its evidence."""
+    from ssdops.diffnet.runs import WEIGHTS_FILE
+
     ship = load_benchmark("ship_weights")
     name, run_dir = ship.source_run(which)
     shipped = os.path.join(ship.WEIGHTS_DIR, f"{name}.safetensors")
-    assert _digest(shipped) == _digest(os.path.join(run_dir, "weights.safetensors")), (shipped, run_dir)
+    assert _digest(shipped) == _digest(os.path.join(run_dir, WEIGHTS_FILE)), (shipped, run_dir)
 
 
 def test_the_source_of_the_pm_inverse_weights_is_the_largest_finished_run(tmp_path):
