@@ -13,8 +13,10 @@ the files.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import os
+import weakref
 
 import numpy as np
 import torch
@@ -42,6 +44,14 @@ def _dist_info():
     """``(world size, rank, local rank)`` from torchrun's environment (1, 0, 0 without torchrun)."""
     return (int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")),
             int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _import_group_defaults():
+    """Import, before the process group exists, the torch modules whose function defaults are
+    ``group.WORLD``: imported later (DistributedDataParallel imports them through ``torch._dynamo``), such a
+    default holds the group for good, so ``destroy_process_group`` leaves its gloo threads running and a rank
+    can abort at exit ("terminate called without an active exception")."""
+    import torch.distributed.nn  # noqa: F401
 
 
 def _rng_state():
@@ -88,6 +98,7 @@ class TorchTrainer:
         world, rank, local = _dist_info()
         device = _device(config.device)
         if world > 1 and not dist.is_initialized():
+            _import_group_defaults()
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda" and world > 1:
             device = torch.device("cuda", local)
@@ -97,6 +108,7 @@ class TorchTrainer:
         self.world_size, self.rank, self.local_rank, self.is_main = world, rank, local, rank == 0
         self.device = device
         self.batch_images = config.batch_size
+        self.model = self.net = None   # built by start
 
     # -- the model and one step -------------------------------------------------------------------
     def start(self, config, model_config, total_steps):
@@ -204,6 +216,14 @@ class TorchTrainer:
 
     def finish(self, ok):
         if self.world_size > 1 and dist.is_initialized():
+            # DDP's reducer drops its reference to the group while holding the GIL; were it the last one, the
+            # group's destructor would wait for a gloo thread that waits for the GIL to free a tensor.
+            # Freed first, the group's last reference goes in destroy_process_group, which waits without it.
+            if self.net is not self.model:
+                ddp = weakref.ref(self.net)
+                self.net = self.model
+                if ddp() is not None:   # a reference cycle holds it
+                    gc.collect()
             if ok:
                 dist.barrier()
             dist.destroy_process_group()

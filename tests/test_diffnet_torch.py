@@ -227,17 +227,38 @@ def test_cli_early_stopping_and_linear(tmp_path):
     assert s["config"]["model"] == "linear"
 
 
+# Each rank runs the CLI, then lists the threads still alive (Linux: /proc/self/task): a process group that
+# outlives destroy_process_group keeps its gloo threads, and a rank can then abort at exit.
+RANK_SCRIPT = """
+import os, sys
+from diffnet_torch.cli import main
+
+def threads():
+    return sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+
+before = threads()
+code = main(sys.argv[1:])
+left = [t for t in threads() if t not in before]
+print(f"rank {os.environ['RANK']} threads left: {left}", file=sys.stderr)
+sys.exit(code or (3 if left else 0))
+"""
+
+
 def test_torchrun_ddp(tmp_path):
-    """Two processes, gloo on CPU (about 10 s)."""
+    """Two processes, gloo on CPU (about 10 s); no rank keeps a thread the training started."""
     torchrun = shutil.which("torchrun")
     if torchrun is None:
         pytest.skip("torchrun not on PATH")
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs /proc/self/task to list threads")
     out = tmp_path / "ddp"
+    script = tmp_path / "rank.py"
+    script.write_text(RANK_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [torchrun, "--nproc_per_node", "2", "--standalone", "-m", "diffnet_torch.cli"] + TINY + [
-        "--out", str(out)]
+    cmd = [torchrun, "--nproc_per_node", "2", "--standalone", str(script)] + TINY + ["--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("threads left: []") == 2, proc.stderr[-3000:]
     s = json.loads((out / "summary.json").read_text())
     assert s["world_size"] == 2 and s["epochs"] == 3 and np.isfinite(s["best_test_psnr"])
     assert load_weights(out / "weights.safetensors") is not None
