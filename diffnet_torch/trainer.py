@@ -47,10 +47,10 @@ def _dist_info():
 
 
 def _import_group_defaults():
-    """Import, before the process group exists, the torch modules whose function defaults are
-    ``group.WORLD``: imported later (DistributedDataParallel imports them through ``torch._dynamo``), such a
-    default holds the group for good, so ``destroy_process_group`` leaves its gloo threads running and a rank
-    can abort at exit ("terminate called without an active exception")."""
+    """Import ``torch.distributed.nn`` before the process group exists: its function defaults are
+    ``group.WORLD``, and imported later (DistributedDataParallel imports it through ``torch._dynamo``) they
+    hold the group for good, so ``destroy_process_group`` leaves its gloo threads running and a rank can abort
+    at exit ("terminate called without an active exception")."""
     import torch.distributed.nn  # noqa: F401
 
 
