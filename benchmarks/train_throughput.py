@@ -11,10 +11,15 @@ update and the finiteness check, which is left on the device):
   row says so and the run goes on);
 - ``jax``:           ``diffnet_jax.DiffNet`` in ``diffnet_jax.trainer.JaxTrainer``: one ``jax.jit``-compiled
   step (optax Adam), parameters donated;
+- ``torch-ieee``:    the eager trainer with IEEE subnormals kept (``torch.set_flush_denormal(False)`` after its
+  start; its mode before 2026-12-06): what flushing them saves. The mode is the calling thread's, and intra-op
+  worker threads keep the mode they started with: compare it with ``--threads 1``;
 - ``torch-unet``:    the U-Net baseline (``diffnet_torch.unet.UNet``, 34.5 M parameters) in the same trainer, for the
   DiffNet / U-Net comparison (not in the default list: slow on a CPU).
 
-The default is the paper's configuration: 5 layers (K = 4, 32 channels), 96 x 96 images, batch 16, float32.
+The default is the paper's configuration: 5 layers (K = 4, 32 channels), 96 x 96 images, batch 16, float32, on
+uniform random inputs; ``--data deconvolution`` takes section 5.1's inputs instead, disks blurred by the heat
+equation, whose tails (down to 1e-22) make subnormal products.
 Each implementation first runs ``--warmup`` steps (compilation, allocator), then ``--repeats`` samples of
 ``--steps`` steps each, ending every sample with a device synchronisation; the table shows the median.
 
@@ -22,6 +27,8 @@ Each implementation first runs ``--warmup`` steps (compilation, allocator), then
     python benchmarks/train_throughput.py                     # the paper's configuration
     python benchmarks/train_throughput.py --json out.json     # also write the records (- for stdout)
     python benchmarks/train_throughput.py --device cuda --frameworks jax,torch-eager
+    python benchmarks/train_throughput.py --data deconvolution --layers 3 --image-size 64 --threads 1 \
+        --frameworks torch-eager,torch-ieee,jax                # subnormals flushed, kept, and XLA
 """
 from __future__ import annotations
 
@@ -42,7 +49,8 @@ except ImportError:  # run from a checkout without installing
 import numpy as np
 
 FRAMEWORKS = ("torch-eager", "torch-compile", "jax")
-OPTIONAL = ("torch-unet",)
+OPTIONAL = ("torch-ieee", "torch-unet")
+DATA = ("uniform", "deconvolution")
 
 
 def _samples(run_steps, sync, *, warmup, repeats, steps):
@@ -58,7 +66,7 @@ def _samples(run_steps, sync, *, warmup, repeats, steps):
     return times
 
 
-def bench_torch(x, y, args, *, compiled, unet=False):
+def bench_torch(x, y, args, *, compiled, unet=False, ieee=False):
     import torch
 
     try:
@@ -72,6 +80,17 @@ def bench_torch(x, y, args, *, compiled, unet=False):
                        lr=1e-4)
     trainer = TorchTrainer(config)
     trainer.start(config, config.model_config(x.shape[-2:]), total_steps=1)
+    try:
+        if ieee:
+            torch.set_flush_denormal(False)
+        return _time_torch(trainer, x, y, args, compiled=compiled)
+    finally:
+        trainer.finish(True)   # the caller's denormal mode back
+
+
+def _time_torch(trainer, x, y, args, *, compiled):
+    import torch
+
     device = trainer.device
     if compiled:
         if not args.verbose:
@@ -131,10 +150,15 @@ def bench_jax(x, y, args):
 
 
 def run(args):
-    rng = np.random.default_rng(0)
-    shape = (args.batch, 1, args.image_size, args.image_size)
-    x = rng.random(shape, dtype=np.float32)
-    y = np.clip(x + 0.05 * rng.standard_normal(shape, dtype=np.float32), 0, None).astype(np.float32)
+    if args.data == "deconvolution":
+        from ssdops.diffnet.data import disks, make_task
+
+        x, y = make_task("deconvolution", disks(args.batch, args.image_size, seed=0))
+    else:
+        rng = np.random.default_rng(0)
+        shape = (args.batch, 1, args.image_size, args.image_size)
+        x = rng.random(shape, dtype=np.float32)
+        y = np.clip(x + 0.05 * rng.standard_normal(shape, dtype=np.float32), 0, None).astype(np.float32)
     records = []
     for fw in args.frameworks:
         if args.verbose:
@@ -144,7 +168,8 @@ def run(args):
             if fw == "jax":
                 res = bench_jax(x, y, args)
             else:
-                res = bench_torch(x, y, args, compiled=(fw == "torch-compile"), unet=(fw == "torch-unet"))
+                res = bench_torch(x, y, args, compiled=(fw == "torch-compile"), unet=(fw == "torch-unet"),
+                                  ieee=(fw == "torch-ieee"))
         except ImportError as err:
             res = {"status": f"skipped: {err}"}
         except Exception as err:  # noqa: BLE001
@@ -152,7 +177,7 @@ def run(args):
                 traceback.print_exc()
             res = {"status": f"failed: {type(err).__name__}: {str(err)[:300]}"}
         rec = {"framework": fw, "layers": args.layers, "depth": args.depth, "width": args.width,
-               "image_size": args.image_size, "batch": args.batch, "dtype": "float32",
+               "image_size": args.image_size, "batch": args.batch, "dtype": "float32", "data": args.data,
                "wall_seconds": time.perf_counter() - t0, **res}
         times = rec.pop("times", None)
         if times:
@@ -180,6 +205,8 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--data", choices=DATA, default="uniform",
+                   help="uniform random inputs, or section 5.1's blurred disks (default uniform)")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                    help=f"comma-separated subset of {FRAMEWORKS + OPTIONAL}")
     p.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda/gpu")
@@ -210,8 +237,8 @@ def main(argv=None):
         print(json.dumps(records, indent=2))
     else:
         print(f"DiffNet training step: {args.layers} layers (K={args.depth}, {args.width} ch), "
-              f"{args.image_size}x{args.image_size}, batch {args.batch}, float32; median of {args.repeats} x "
-              f"{args.steps} steps after {args.warmup} warm-up")
+              f"{args.image_size}x{args.image_size}, batch {args.batch}, float32, {args.data} data; "
+              f"median of {args.repeats} x {args.steps} steps after {args.warmup} warm-up")
         print(text)
         if args.json:
             with open(args.json, "w", encoding="utf-8") as f:

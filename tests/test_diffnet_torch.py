@@ -227,6 +227,33 @@ def test_cli_early_stopping_and_linear(tmp_path):
     assert s["config"]["model"] == "linear"
 
 
+@pytest.mark.parametrize("caller_flushes", [False, True])
+def test_training_flushes_denormals_and_restores_the_callers_mode(tmp_path, monkeypatch, caller_flushes):
+    """On CPU every step runs with subnormals flushed to zero (as XLA computes); after the run, finished or
+    failed, the caller's mode is back."""
+    from diffnet_torch import trainer
+
+    seen = []
+    step = trainer.TorchTrainer.step
+
+    def recording_step(self, x, y, lr):
+        seen.append(trainer._flushes_denormals())
+        return step(self, x, y, lr)
+
+    monkeypatch.setattr(trainer.TorchTrainer, "step", recording_step)
+    torch.set_flush_denormal(caller_flushes)
+    try:
+        assert trainer._flushes_denormals() is caller_flushes
+        assert cli_main(TINY + ["--out", str(tmp_path / "ok")]) == 0
+        assert seen and all(seen) and trainer._flushes_denormals() is caller_flushes
+        assert json.loads((tmp_path / "ok" / "summary.json").read_text())["flush_denormal"] is True
+        seen.clear()
+        assert cli_main(TINY + ["--lr", "1e12", "--out", str(tmp_path / "diverged")]) == 1   # NonFiniteError
+        assert seen and all(seen) and trainer._flushes_denormals() is caller_flushes
+    finally:
+        torch.set_flush_denormal(False)
+
+
 # Each rank runs the CLI, then lists the threads still alive (Linux: /proc/self/task): a process group that
 # outlives destroy_process_group keeps its gloo threads, and a rank can then abort at exit.
 RANK_SCRIPT = """
