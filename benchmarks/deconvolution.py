@@ -6,8 +6,9 @@ schedule (issue 22). 1024 disks 64² for training, 128 for testing, the heat-equ
 - ``code`` (``benchmarks/runs/disks_deconvolution_code_schedule``): the authors' code, Adam 4e-3 halved every
   10,000 iterations (``--lr-halve-every 10000``; 6.25e-5 at the end, above the floor 1e-6).
 
-Each call trains the chosen run for at most ``--budget`` seconds with one thread (start it with ``nice -n
-19``) and continues it where the last call stopped (the checkpoint of every epoch; ``--resume`` is exact)::
+Each call trains the chosen run for at most ``--budget`` seconds with one thread (``--threads`` more; start it
+with ``nice -n 19``) and continues it where the last call stopped (the checkpoint of every epoch; ``--resume``
+is exact)::
 
     nohup nice -n 19 python benchmarks/deconvolution.py code --budget 10000 > deconvolution.log 2>&1 &
     python benchmarks/deconvolution.py code --dry-run     # the command; trains nothing
@@ -45,21 +46,25 @@ def main(argv=None):
     p.add_argument("schedule", choices=tuple(SCHEDULES), help="the learning-rate schedule (see above)")
     p.add_argument("--budget", type=float, default=30000.0, help="wall-clock seconds of this call (default 30000)")
     p.add_argument("--out", default=RUNS_DIR, help=f"the directory of the run directories (default {RUNS_DIR})")
+    p.add_argument("--threads", type=int, default=1, help="threads of the run (default 1)")
     p.add_argument("--dry-run", action="store_true", help="print the command; train nothing")
     args = p.parse_args(argv)
     if args.budget <= 0:
         p.error(f"--budget {args.budget:g} must be > 0")
+    if args.threads < 1:
+        p.error(f"--threads {args.threads} must be >= 1")
     name, rates = SCHEDULES[args.schedule]
     run_dir = os.path.join(args.out, name)
     now = study.state(run_dir)
     if now == "finished":
         print(f"{run_dir}: finished")
         return 0
-    cmd = study.command(PROTOCOL + rates, run_dir, seconds_left=args.budget, resume=now == "partial")
+    cmd = study.command(PROTOCOL + rates, run_dir, seconds_left=args.budget, resume=now == "partial",
+                        threads=args.threads)
     print(f"{run_dir}: {now}\n    {shlex.join(cmd)}", flush=True)
     if args.dry_run:
         return 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     return subprocess.run(cmd, cwd=study.ROOT, env=env).returncode
 
 

@@ -98,6 +98,12 @@ def test_deconvolution_runs_start_resume_and_skip(tmp_path, capsys):
     assert deconvolution.main(["code", "--dry-run", "--budget", "500", "--out", str(out)]) == 0
     cmd = shlex.split(capsys.readouterr().out.splitlines()[-1])
     assert "--resume" in cmd and float(cmd[cmd.index("--time-budget") + 1]) == pytest.approx(20 + 500, abs=1)
+    assert deconvolution.main(["code", "--dry-run", "--threads", "2", "--out", str(out)]) == 0
+    cmd = shlex.split(capsys.readouterr().out.splitlines()[-1])
+    assert cmd[cmd.index("--threads") + 1] == "2"
+    with pytest.raises(SystemExit):
+        deconvolution.main(["code", "--dry-run", "--threads", "0", "--out", str(out)])
+    assert "--threads 0 must be >= 1" in capsys.readouterr().err
     _fake_run(out / "disks_deconvolution", epochs_planned=2, psnrs=[30.0, 31.0], stopped="epochs")
     assert deconvolution.main(["text", "--budget", "500", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().endswith("disks_deconvolution: finished")
