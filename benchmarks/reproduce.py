@@ -10,7 +10,9 @@ only (each run's ``config.json`` and ``metrics.csv``; nothing is trained)::
   PSNR against training-set size, DiffNet and U-Net, without noise and with 1 % noise, with the paper's values
   at 90,000 images (section 5.2, the only numbers the paper prints for these curves);
 - ``study_curves.png``: every study run's test PSNR against optimiser updates (has it flattened?);
-- ``reproduction.md``: ours next to the paper's numbers, and which runs are unfinished or missing.
+- ``reproduction.md``: ours next to the paper's numbers, the authors' code's schedule phase by phase (each
+  learning rate's epochs against the text's schedule over the same epochs), and which runs are unfinished or
+  missing.
 
 Runs that are missing or unfinished are drawn as far as they go and named in the table; nothing fails for
 lack of them.
@@ -22,6 +24,7 @@ import csv
 import json
 import math
 import os
+import statistics
 import sys
 
 import matplotlib
@@ -119,6 +122,35 @@ def deconvolution_figure(runs_dir, figures_dir):
     fig.savefig(os.path.join(figures_dir, "deconvolution_psnr.png"), dpi=120)
     plt.close(fig)
     return table, notes
+
+
+def learning_rate_phases(runs_dir):
+    """Markdown lines of a table: the code schedule's run phase by phase (the epochs of each learning rate:
+    mean, range and highest test PSNR) next to the text schedule's mean test PSNR over the same epochs; no
+    lines without the code schedule's run."""
+    code = read_run(os.path.join(runs_dir, deconvolution.SCHEDULES["code"][0]))
+    if code is None:
+        return []
+    text = read_run(os.path.join(runs_dir, deconvolution.SCHEDULES["text"][0]))
+    text_psnr = {r["epoch"]: r["test_psnr"] for r in text[1]} if text else {}
+    phases = []
+    for row in code[1]:
+        if not phases or phases[-1][0] != row["lr"]:
+            phases.append((row["lr"], []))
+        phases[-1][1].append(row)
+    lines = ["## Section 5.1 with the authors' code's schedule, one learning rate at a time", "",
+             "| learning rate | epochs | mean test PSNR [dB] | range [dB] | highest [dB] (epoch) | "
+             "text's schedule, same epochs: mean [dB] | text - code [dB] |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for lr, rows in phases:
+        psnr = [r["test_psnr"] for r in rows]
+        mean, top = statistics.fmean(psnr), max(rows, key=lambda r: r["test_psnr"])
+        same = [text_psnr[r["epoch"]] for r in rows if r["epoch"] in text_psnr]
+        text_mean = statistics.fmean(same) if same and len(same) == len(rows) else None
+        versus = "- | -" if text_mean is None else f"{text_mean:.2f} | {text_mean - mean:.2f}"
+        lines.append(f"| {lr:.3g} | {rows[0]['epoch']:.0f}-{rows[-1]['epoch']:.0f} | {mean:.2f} | {min(psnr):.2f}-"
+                     f"{max(psnr):.2f} | {top['test_psnr']:.2f} ({top['epoch']:.0f}) | {versus} |")
+    return lines + [""]
 
 
 def study_runs(study_dir):
@@ -222,7 +254,8 @@ def reproduce(*, runs_dir=RUNS, figures_dir=FIGURES):
              "(held out of training); the paper's values are for STL-10 with 90,000 training images.", "",
              "![deconvolution](deconvolution_psnr.png)", "", "![study](study.png)", "",
              "![study curves](study_curves.png)", "",
-             "| result | ours | paper |", "| --- | ---: | ---: |", *rows1, *rows2, ""]
+             "| result | ours | paper |", "| --- | ---: | ---: |", *rows1, *rows2, "",
+             *learning_rate_phases(runs_dir)]
     lines += ["## Missing or unfinished runs", ""] + ([f"- {n}" for n in notes] or ["None."]) + [""]
     with open(os.path.join(figures_dir, "reproduction.md"), "w") as f:
         f.write("\n".join(lines))

@@ -20,17 +20,17 @@ deconvolution = load_benchmark("deconvolution")
 reproduce = load_benchmark("reproduce")
 
 
-def _fake_run(run_dir, *, epochs_planned, psnrs, stopped=None, every=1, **config):
-    """A run directory with config.json, metrics.csv (one row per PSNR, after every ``every``-th epoch) and
-    optionally summary.json."""
+def _fake_run(run_dir, *, epochs_planned, psnrs, stopped=None, every=1, lrs=None, **config):
+    """A run directory with config.json, metrics.csv (one row per PSNR, after every ``every``-th epoch; learning
+    rates ``lrs``, default 1e-3) and optionally summary.json."""
     os.makedirs(run_dir)
     with open(os.path.join(run_dir, "config.json"), "w") as f:
         json.dump({"epochs": epochs_planned, **config}, f)
     with open(os.path.join(run_dir, "metrics.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["epoch", "train_loss", "test_loss", "train_psnr", "test_psnr", "lr", "seconds"])
-        for i, p in enumerate(psnrs, 1):
-            w.writerow([i * every, 10 ** (-p / 10), 10 ** (-p / 10), p + 1, p, 1e-3, 10.0 * i])
+        for i, (p, lr) in enumerate(zip(psnrs, lrs or [1e-3] * len(psnrs)), 1):
+            w.writerow([i * every, 10 ** (-p / 10), 10 ** (-p / 10), p + 1, p, lr, 10.0 * i])
     if stopped is not None:
         with open(os.path.join(run_dir, "summary.json"), "w") as f:
             json.dump({"stopped": stopped}, f)
@@ -51,6 +51,11 @@ def test_reproduce_draws_figures_and_table_from_run_directories(tmp_path):
     _fake_run(runs / "study" / "diffnet_n100_noise0", epochs_planned=50, psnrs=[19.0, 23.75])   # still running
     _fake_run(runs / "disks_deconvolution_code_schedule", epochs_planned=1000, psnrs=[30.0, 50.5, 50.25], every=5)
     figures = tmp_path / "figures"
+    assert reproduce.learning_rate_phases(str(runs)) == [   # one learning rate, the text's run too short
+        "## Section 5.1 with the authors' code's schedule, one learning rate at a time", "",
+        "| learning rate | epochs | mean test PSNR [dB] | range [dB] | highest [dB] (epoch) | text's schedule, "
+        "same epochs: mean [dB] | text - code [dB] |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| 0.001 | 5-15 | 43.58 | 30.00-50.50 | 50.50 (10) | - | - |", ""]
     notes = reproduce.reproduce(runs_dir=str(runs), figures_dir=str(figures))
 
     for name in ("deconvolution_psnr.png", "study.png", "study_curves.png"):
@@ -70,6 +75,19 @@ def test_reproduce_draws_figures_and_table_from_run_directories(tmp_path):
     assert "`study/unet_n10000_noise0`: missing" in notes and "`study/diffnet_n10_noise0`: missing" not in notes
     assert len([n for n in notes if n.endswith("missing")]) == len(study.plan()) - 3
     assert all(f"- {n}" in table for n in notes)
+
+
+def test_learning_rate_phases_against_the_text_schedule(tmp_path):
+    """Each learning rate's epochs of the code schedule's run: mean, range, highest PSNR and its epoch, and the
+    text schedule's mean over the same epochs."""
+    runs = tmp_path / "runs"
+    _fake_run(runs / "disks_deconvolution", epochs_planned=5, psnrs=[40.0, 41.0, 42.0, 43.0, 44.0])
+    _fake_run(runs / "disks_deconvolution_code_schedule", epochs_planned=5, psnrs=[30.0, 34.0, 33.0, 35.0, 36.5],
+              lrs=[4e-3, 4e-3, 2e-3, 2e-3, 2e-3])
+    rows = reproduce.learning_rate_phases(str(runs))[4:]
+    assert rows == ["| 0.004 | 1-2 | 32.00 | 30.00-34.00 | 34.00 (2) | 40.50 | 8.50 |",
+                    "| 0.002 | 3-5 | 34.83 | 33.00-36.50 | 36.50 (5) | 43.00 | 8.17 |", ""]
+    assert reproduce.learning_rate_phases(str(tmp_path / "none")) == []
 
 
 def test_reproduce_tolerates_no_runs_at_all(tmp_path, capsys):
