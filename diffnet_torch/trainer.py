@@ -124,7 +124,7 @@ class TorchTrainer:
     def start(self, config, model_config, total_steps):
         if self.device.type == "cpu":
             # Subnormal floats take a slow path on CPUs: a deconvolution step on blurred disks (whose tails
-            # reach 1e-22, and squared products below 1.2e-38) runs 7x slower with them. XLA flushes them on
+            # reach 1e-22, and squared products below 1.2e-38) runs 7-16x slower with them. XLA flushes them on
             # CPU, so the JAX trainer computes in the same mode. finish restores the caller's mode.
             self.caller_flushes = _flushes_denormals()
             self.flush_denormal = torch.set_flush_denormal(True)
