@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -64,8 +63,7 @@ def main(argv=None):
     print(f"{run_dir}: {now}\n    {shlex.join(cmd)}", flush=True)
     if args.dry_run:
         return 0
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    return subprocess.run(cmd, cwd=study.ROOT, env=env).returncode
+    return study.run_training(cmd, args.threads)
 
 
 if __name__ == "__main__":

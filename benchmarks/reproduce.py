@@ -146,7 +146,7 @@ def learning_rate_phases(runs_dir):
         psnr = [r["test_psnr"] for r in rows]
         mean, top = statistics.fmean(psnr), max(rows, key=lambda r: r["test_psnr"])
         same = [text_psnr[r["epoch"]] for r in rows if r["epoch"] in text_psnr]
-        text_mean = statistics.fmean(same) if same and len(same) == len(rows) else None
+        text_mean = statistics.fmean(same) if len(same) == len(rows) else None
         versus = "- | -" if text_mean is None else f"{text_mean:.2f} | {text_mean - mean:.2f}"
         lines.append(f"| {lr:.3g} | {rows[0]['epoch']:.0f}-{rows[-1]['epoch']:.0f} | {mean:.2f} | {min(psnr):.2f}-"
                      f"{max(psnr):.2f} | {top['test_psnr']:.2f} ({top['epoch']:.0f}) | {versus} |")

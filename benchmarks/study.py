@@ -150,6 +150,13 @@ def command(settings, run_dir, *, seconds_left, resume, threads=1, python=sys.ex
     return cmd + (["--overwrite"] if os.path.isfile(os.path.join(run_dir, "config.json")) else [])
 
 
+def run_training(cmd, threads):
+    """Run the training command ``cmd`` from the repository root with ``threads`` OpenMP and MKL threads;
+    returns its exit status."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,8 +206,7 @@ def main(argv=None):
                   " s): it and the runs after it wait for the next call", flush=True)
             return 0
         print(head + f"; {left:.0f} s of the budget left\n    " + shlex.join(cmd), flush=True)
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-        rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+        rc = run_training(cmd, args.threads)
         print(f"{run.name}: exit status {rc}, now {state(run_dir)}", flush=True)
         if rc != 0:    # a run that fails is reported and the study goes on with the others
             print(f"{run.name} FAILED (exit status {rc}); see the log above", file=sys.stderr, flush=True)
